@@ -1,0 +1,3 @@
+"""memamba: ME-Mamba multimodal (WSI + genomics) survival analysis, end to end."""
+
+__version__ = "0.1.0"
