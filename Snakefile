@@ -1,0 +1,27 @@
+# memamba: ME-Mamba multimodal survival analysis, from slides and TCGA tables to a validated model.
+# Stages live in workflow/rules/*.smk; every rule calls the `memamba` command line.
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/tiling.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/genomics.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{OUT}/summary.csv",
+        f"{OUT}/report.html",
+    default_target: True

@@ -1,0 +1,118 @@
+"""Open a whole-slide image with OpenSlide and resolve its level-0 pixel size (µm/px)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import openslide
+
+from memamba.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MPP_RANGE: tuple[float, float] = (0.05, 20.0)
+"""Plausible level-0 pixel sizes in µm/px; values outside come from broken metadata."""
+
+MAX_ANISOTROPY = 0.10
+"""Largest accepted relative difference between mpp-x and mpp-y."""
+
+
+def open_slide(path: str | os.PathLike[str]) -> openslide.OpenSlide:
+    """Open `path` with OpenSlide; raise InputError naming the file if it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such slide file; check the path")
+    try:
+        return openslide.OpenSlide(path)
+    except openslide.OpenSlideUnsupportedFormatError as err:
+        raise InputError(
+            f"{path}: not a slide format OpenSlide can read ({err}); convert it to a pyramidal TIFF or SVS"
+        ) from err
+    except openslide.OpenSlideError as err:
+        raise InputError(f"{path}: cannot open slide ({err}); re-export or replace the file") from err
+
+
+def resolve_mpp(
+    slide: openslide.OpenSlide, *, override: float | None = None, default: float | None = None
+) -> tuple[float, str]:
+    """Return the slide's level-0 pixel size in µm/px and where it came from.
+
+    Sources, first that applies: "override" (the caller knows better than the file), "metadata"
+    (openslide.mpp-x/y), "objective_power" (10 / openslide.objective-power, an estimate), "default"
+    (used only when the file states neither). Metadata that is anisotropic by more than 10 % or outside
+    0.05-20 µm/px raises InputError rather than being ignored.
+    """
+    name = _slide_name(slide)
+    if override is not None:
+        _check_range(override, name, "the mpp override", "give a pixel size in µm/px")
+        log.warning(
+            "%s: mpp override %.4g µm/px replaces metadata mpp-x=%s mpp-y=%s", name, override,
+            slide.properties.get(openslide.PROPERTY_NAME_MPP_X), slide.properties.get(openslide.PROPERTY_NAME_MPP_Y),
+        )
+        return override, "override"
+
+    hint = "give an mpp override"
+    metadata = _metadata_mpp(slide)
+    if metadata is not None:
+        _check_range(metadata, name, "openslide.mpp metadata", hint)
+        return metadata, "metadata"
+
+    power = _float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER)
+    if power is not None and power > 0:
+        mpp = 10.0 / power
+        _check_range(mpp, name, f"10 / objective power {power:g}", hint)
+        log.warning("%s: no mpp in metadata, estimated %.4g µm/px from objective power %g", name, mpp, power)
+        return mpp, "objective_power"
+
+    if default is not None:
+        _check_range(default, name, "the default mpp", "give a pixel size in µm/px")
+        log.warning("%s: no mpp or objective power in metadata, using default %.4g µm/px", name, default)
+        return default, "default"
+
+    raise InputError(f"{name}: no mpp in metadata and no objective power; give an mpp override or default")
+
+
+def _metadata_mpp(slide: openslide.OpenSlide) -> float | None:
+    """Mean of openslide.mpp-x and mpp-y (or the one present); InputError if they disagree."""
+    values = [
+        value
+        for value in (
+            _float_property(slide, openslide.PROPERTY_NAME_MPP_X),
+            _float_property(slide, openslide.PROPERTY_NAME_MPP_Y),
+        )
+        if value is not None
+    ]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if low <= 0 or high - low > MAX_ANISOTROPY * low:
+        raise InputError(
+            f"{_slide_name(slide)}: mpp-x/mpp-y {values} are not a usable isotropic pixel size; "
+            "give an mpp override"
+        )
+    return sum(values) / len(values)
+
+
+def _float_property(slide: openslide.OpenSlide, key: str) -> float | None:
+    """Property `key` as a float, None when absent; InputError when not a number."""
+    raw = slide.properties.get(key)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError as err:
+        raise InputError(f"{_slide_name(slide)}: property {key}={raw!r} is not a number") from err
+
+
+def _check_range(mpp: float, name: str, source: str, fix: str) -> None:
+    """InputError (with `fix` as the advice) unless `mpp` lies in MPP_RANGE."""
+    low, high = MPP_RANGE
+    if not low <= mpp <= high:
+        raise InputError(f"{name}: {mpp:.4g} µm/px from {source} is outside {low}-{high} µm/px; {fix}")
+
+
+def _slide_name(slide: openslide.OpenSlide) -> str:
+    """File name of an open slide, for messages (OpenSlide keeps it only in a private attribute)."""
+    return Path(slide._filename).name

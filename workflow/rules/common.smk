@@ -1,0 +1,115 @@
+# Shared definitions: output layout, cohorts and their slides, wildcard constraints, command-line arguments.
+import json
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+from snakemake.logging import logger
+
+from memamba.demo.plan import plan_demo
+from memamba.naming import slide_key
+
+OUT = config["output_dir"].rstrip("/")
+COHORTS = list(config["cohorts"])
+ENCODER = config["features"]["encoder"]
+N_FOLDS = config["genomics"]["n_folds"]
+FOLDS = list(range(N_FOLDS))
+MODELS = list(config["models"])
+LOGS = f"{OUT}/logs"
+BENCHMARKS = f"{OUT}/benchmarks"
+
+
+wildcard_constraints:
+    cohort="[A-Za-z0-9_.-]+",
+    slide="[^/]+",
+    encoder="[^/]+",
+    model="[^/]+",
+    fold=r"\d+",
+
+
+def is_demo(cohort):
+    return "demo" in config["cohorts"][cohort]
+
+
+def demo_dir(cohort):
+    return f"{OUT}/demo/{cohort}"
+
+
+def cohort_table(cohort):
+    """The MCAT-style table of a cohort (generated for demo cohorts)."""
+    if is_demo(cohort):
+        return f"{demo_dir(cohort)}/genomics.csv"
+    return config["cohorts"][cohort]["table"]
+
+
+@cache
+def cohort_slides(cohort):
+    """Slide key -> slide file for every slide of a cohort (missing files of real cohorts are skipped)."""
+    spec = config["cohorts"][cohort]
+    if is_demo(cohort):
+        patients = plan_demo(spec["demo"]["patients"], spec["demo"]["seed"])
+        return {
+            sid: f"{demo_dir(cohort)}/slides/{sid}.svs" for patient in patients for sid in patient.slide_ids
+        }
+    slides = {}
+    extension = spec.get("slide_extension", ".svs")
+    for slide_id in pd.read_csv(spec["table"], usecols=["slide_id"])["slide_id"].dropna().unique():
+        key = slide_key(str(slide_id))
+        file_name = str(slide_id) if key != str(slide_id) else f"{slide_id}{extension}"
+        path = Path(spec["slides_dir"]) / file_name
+        if path.exists():
+            slides[key] = str(path)
+        else:
+            logger.warning(f"cohort {cohort}: slide file {path} not found; the slide is skipped")
+    return slides
+
+
+def slide_path(wildcards):
+    return cohort_slides(wildcards.cohort)[wildcards.slide]
+
+
+def cohort_tiles(cohort):
+    return [f"{OUT}/tiles/{cohort}/{key}.h5" for key in cohort_slides(cohort)]
+
+
+def cohort_qc_images(cohort):
+    return [f"{OUT}/tiles/{cohort}/{key}.png" for key in cohort_slides(cohort)]
+
+
+def cohort_features(cohort, encoder=ENCODER):
+    return [f"{OUT}/features/{cohort}/{encoder}/{key}.h5" for key in cohort_slides(cohort)]
+
+
+def cohort_files(cohort):
+    """The files `memamba genomics` writes for a cohort."""
+    folder = f"{OUT}/cohorts/{cohort}"
+    names = ["patients.parquet", "omics.parquet", "groups.json", "summary.json"]
+    return [f"{folder}/{name}" for name in names] + [f"{folder}/splits/splits_{k}.csv" for k in FOLDS]
+
+
+def splits_inputs(wildcards):
+    splits_dir = config["cohorts"][wildcards.cohort].get("splits_dir")
+    if splits_dir is None:
+        return []
+    return [f"{splits_dir}/splits_{k}.csv" for k in FOLDS]
+
+
+def fold_outputs(cohort, model):
+    return [f"{OUT}/runs/{cohort}/{model}/fold_{k}/metrics.json" for k in FOLDS]
+
+
+def run_summaries():
+    return [f"{OUT}/runs/{cohort}/{model}/summary.json" for cohort in COHORTS for model in MODELS]
+
+
+def weights_argument():
+    features = config["features"]
+    if features["weights"]:
+        return f"--weights {features['weights']}"
+    if features["allow_random_weights"]:
+        return "--allow-random-weights"
+    return ""
+
+
+def json_argument(value):
+    return json.dumps(value, sort_keys=True)

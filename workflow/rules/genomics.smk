@@ -1,0 +1,33 @@
+# Genomics: patient-level cohort (labels, gene-group columns) and its cross-validation splits.
+
+
+rule genomics:
+    input:
+        table=lambda wildcards: cohort_table(wildcards.cohort),
+        splits=splits_inputs,
+    output:
+        patients=f"{OUT}/cohorts/{{cohort}}/patients.parquet",
+        omics=f"{OUT}/cohorts/{{cohort}}/omics.parquet",
+        groups=f"{OUT}/cohorts/{{cohort}}/groups.json",
+        summary=f"{OUT}/cohorts/{{cohort}}/summary.json",
+        splits=[f"{OUT}/cohorts/{{cohort}}/splits/splits_{k}.csv" for k in FOLDS],
+    params:
+        folder=f"{OUT}/cohorts/{{cohort}}",
+        groups=config["genomics"]["groups"],
+        splits=lambda wildcards, input: f"--splits {Path(input.splits[0]).parent}" if input.splits else "",
+        folds=N_FOLDS,
+        seed=config["genomics"]["seed"],
+        nan_policy=config["genomics"]["nan_policy"],
+    log:
+        f"{LOGS}/genomics/{{cohort}}.log",
+    conda:
+        "../../envs/genomics.yaml"
+    shell:
+        "memamba genomics --table {input.table:q} --groups {params.groups:q} {params.splits}"
+        " -o {params.folder:q} --folds {params.folds} --seed {params.seed} --nan-policy {params.nan_policy}"
+        " > {log:q} 2>&1"
+
+
+rule genomics_all:
+    input:
+        [path for cohort in COHORTS for path in cohort_files(cohort)],
