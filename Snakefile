@@ -5,7 +5,12 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config.yaml"
+# config.yaml holds the defaults (the demo). A config given with --configfile replaces it rather than
+# merging into it, so a real cohort never inherits the demo's cohorts, models or random weights;
+# keys it leaves out take the schema's defaults.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)

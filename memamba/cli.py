@@ -88,17 +88,12 @@ def _parse_json_object(text: str, option: str) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    model_params = _parse_json_object(args.model_params, "--model-params")
+    train_params = _parse_json_object(args.train_params, "--train-params")
     from memamba.train.loop import train_fold
 
     train_fold(
-        args.cohort,
-        args.features,
-        args.fold,
-        args.model,
-        _parse_json_object(args.model_params, "--model-params"),
-        _parse_json_object(args.train_params, "--train-params"),
-        args.output,
-        device=args.device,
+        args.cohort, args.features, args.fold, args.model, model_params, train_params, args.output, device=args.device
     )
 
 
