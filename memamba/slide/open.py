@@ -44,12 +44,15 @@ def resolve_mpp(
     (used only when the file states neither). Metadata that is anisotropic by more than 10 % or outside
     0.05-20 µm/px raises InputError rather than being ignored.
     """
-    name = _slide_name(slide)
+    name = slide_name(slide)
     if override is not None:
         _check_range(override, name, "the mpp override", "give a pixel size in µm/px")
         log.warning(
-            "%s: mpp override %.4g µm/px replaces metadata mpp-x=%s mpp-y=%s", name, override,
-            slide.properties.get(openslide.PROPERTY_NAME_MPP_X), slide.properties.get(openslide.PROPERTY_NAME_MPP_Y),
+            "%s: mpp override %.4g µm/px replaces metadata mpp-x=%s mpp-y=%s",
+            name,
+            override,
+            slide.properties.get(openslide.PROPERTY_NAME_MPP_X),
+            slide.properties.get(openslide.PROPERTY_NAME_MPP_Y),
         )
         return override, "override"
 
@@ -89,8 +92,7 @@ def _metadata_mpp(slide: openslide.OpenSlide) -> float | None:
     low, high = min(values), max(values)
     if low <= 0 or high - low > MAX_ANISOTROPY * low:
         raise InputError(
-            f"{_slide_name(slide)}: mpp-x/mpp-y {values} are not a usable isotropic pixel size; "
-            "give an mpp override"
+            f"{slide_name(slide)}: mpp-x/mpp-y {values} are not a usable isotropic pixel size; give an mpp override"
         )
     return sum(values) / len(values)
 
@@ -103,7 +105,7 @@ def _float_property(slide: openslide.OpenSlide, key: str) -> float | None:
     try:
         return float(raw)
     except ValueError as err:
-        raise InputError(f"{_slide_name(slide)}: property {key}={raw!r} is not a number") from err
+        raise InputError(f"{slide_name(slide)}: property {key}={raw!r} is not a number") from err
 
 
 def _check_range(mpp: float, name: str, source: str, fix: str) -> None:
@@ -113,6 +115,6 @@ def _check_range(mpp: float, name: str, source: str, fix: str) -> None:
         raise InputError(f"{name}: {mpp:.4g} µm/px from {source} is outside {low}-{high} µm/px; {fix}")
 
 
-def _slide_name(slide: openslide.OpenSlide) -> str:
-    """File name of an open slide, for messages (OpenSlide keeps it only in a private attribute)."""
-    return Path(slide._filename).name
+def slide_name(slide: openslide.OpenSlide) -> str:
+    """Path of an open slide as it was given, for messages (OpenSlide keeps it in a private attribute)."""
+    return str(slide._filename)

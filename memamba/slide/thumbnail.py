@@ -9,21 +9,23 @@ import numpy as np
 import openslide
 
 from memamba.errors import InputError
+from memamba.slide.open import slide_name
 
 MAX_THUMBNAIL_PIXELS = 4_000_000
 """Largest overview (pixels) that segmentation works on."""
 
-BAND_PIXELS = 16_000_000
+BAND_PIXELS = 8_000_000
 """Largest region (pixels) read from the slide in one call while building the overview."""
 
 
 def read_thumbnail(
-    slide: openslide.OpenSlide, max_pixels: int = MAX_THUMBNAIL_PIXELS
+    slide: openslide.OpenSlide, max_pixels: int = MAX_THUMBNAIL_PIXELS, *, band_pixels: int = BAND_PIXELS
 ) -> tuple[np.ndarray, float]:
     """Return an RGB overview uint8 [h, w, 3] and its downsample from level 0 (level-0 px per overview px).
 
     The overview is the largest pyramid level with at most `max_pixels`; if even the smallest level is
-    bigger, that level is read in horizontal bands, each shrunk by an integer factor (area averaging).
+    bigger, that level is read in horizontal bands of about `band_pixels`, each shrunk by an integer
+    factor (area averaging).
     Transparent pixels (outside the scanned area) become white. OpenSlide read errors (corrupt tiles)
     raise InputError naming the file.
     """
@@ -32,20 +34,20 @@ def read_thumbnail(
     level = min(fitting) if fitting else slide.level_count - 1
     factor = 1 if fitting else math.ceil(math.sqrt(sizes[level] / max_pixels))
     try:
-        overview = _read_level_shrunk(slide, level, factor)
+        overview = _read_level_shrunk(slide, level, factor, band_pixels)
     except openslide.OpenSlideError as err:
         raise InputError(
-            f"{slide._filename}: cannot read level {level} ({err}); the file is corrupt, re-export or replace it"
+            f"{slide_name(slide)}: cannot read level {level} ({err}); the file is corrupt, re-export or replace it"
         ) from err
     return overview, float(slide.level_downsamples[level]) * factor
 
 
-def _read_level_shrunk(slide: openslide.OpenSlide, level: int, factor: int) -> np.ndarray:
+def _read_level_shrunk(slide: openslide.OpenSlide, level: int, factor: int, band_pixels: int) -> np.ndarray:
     """Level `level` shrunk by integer `factor` (right/bottom remainders dropped), read band by band."""
     width, height = slide.level_dimensions[level]
     downsample = slide.level_downsamples[level]
     out_width, out_height = max(width // factor, 1), max(height // factor, 1)
-    rows_per_band = factor * max(1, BAND_PIXELS // (width * factor))
+    rows_per_band = factor * max(1, band_pixels // (width * factor))
     bands = []
     for top in range(0, out_height * factor, rows_per_band):
         rows = min(rows_per_band, out_height * factor - top)
@@ -59,6 +61,9 @@ def _read_level_shrunk(slide: openslide.OpenSlide, level: int, factor: int) -> n
 
 def _rgba_on_white(rgba: np.ndarray) -> np.ndarray:
     """Composite non-premultiplied RGBA uint8 [h, w, 4] onto white; returns RGB uint8 [h, w, 3]."""
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.rint(rgb).astype(np.uint8)
+    alpha = rgba[..., 3:4]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgba[..., :3])
+    alpha = alpha.astype(np.uint16)
+    rgb = rgba[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)
+    return ((rgb + 127) // 255).astype(np.uint8)
