@@ -43,14 +43,14 @@ def demo_rng(seed: int, *stream: int) -> np.random.Generator:
 def check_demo_arguments(n_patients: int, seed: int) -> None:
     """Raise InputError unless MIN_PATIENTS <= n_patients <= MAX_PATIENTS and seed >= 0 (both int)."""
     if isinstance(n_patients, bool) or not isinstance(n_patients, int | np.integer):
-        raise InputError(f"demo: n_patients={n_patients!r} is not an integer; pass --patients as a whole number")
+        raise InputError(f"n_patients={n_patients!r} is not an integer; pass --patients as a whole number")
     if not MIN_PATIENTS <= n_patients <= MAX_PATIENTS:
         raise InputError(
-            f"demo: n_patients={n_patients} is out of range; pass --patients between {MIN_PATIENTS} "
+            f"n_patients={n_patients} is out of range; pass --patients between {MIN_PATIENTS} "
             f"(the fewest for 2-fold cross-validation) and {MAX_PATIENTS}"
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InputError(f"demo: seed={seed!r} is not a non-negative integer; pass --seed 0 or larger")
+        raise InputError(f"seed={seed!r} is not a non-negative integer; pass --seed 0 or larger")
 
 
 def case_barcode(site: str, index: int) -> str:

@@ -16,14 +16,20 @@ BACKGROUND_OD = np.float32(0.035)
 
 @dataclass(frozen=True)
 class NucleusStyle:
-    """Tumour-nucleus appearance at one risk level: density (1/mm² of cellular tissue), radius (µm)…"""
+    """Tumour-nucleus appearance at one risk level."""
 
     density_per_mm2: float
+    """Nuclei per mm² of fully cellular tissue."""
     radius_um: float
+    """Median nucleus radius (µm)."""
     radius_spread: float
+    """Standard deviation of log radius (pleomorphism)."""
     max_elongation: float
+    """Largest ratio of long to short axis."""
     hematoxylin: float
+    """Mean hematoxylin concentration inside a nucleus (optical density units per stain vector)."""
     chromatin_contrast: float
+    """Relative amplitude of the granular chromatin texture."""
 
 
 def risk_to_unit(latent_risk: float) -> float:
@@ -55,7 +61,7 @@ def smooth_noise(rng: np.random.Generator, height: int, width: int, cell_px: flo
 
 
 def tissue_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Boolean mask [height, width] of 2-4 irregular tissue blobs covering 35-50% of the image."""
+    """Boolean mask [height, width] of 2-4 irregular tissue blobs covering 40-55% of the image."""
     import cv2
 
     grid_h, grid_w = max(8, height // 16), max(8, width // 16)
@@ -70,10 +76,10 @@ def tissue_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         u = (dx * np.cos(angle) + dy * np.sin(angle)) / rx
         v = (-dx * np.sin(angle) + dy * np.cos(angle)) / ry
         field = np.maximum(field, 1.0 - np.sqrt(u * u + v * v))
-    field += 0.6 * smooth_noise(rng, grid_h, grid_w, 4.0) + 0.25 * smooth_noise(rng, grid_h, grid_w, 1.5)
+    field += 0.35 * smooth_noise(rng, grid_h, grid_w, grid_w / 5) + 0.1 * smooth_noise(rng, grid_h, grid_w, grid_w / 25)
     field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
-    coverage = rng.uniform(0.35, 0.50)
-    return field > np.quantile(field[:: 8, :: 8], 1.0 - coverage)
+    coverage = rng.uniform(0.40, 0.55)
+    return field > np.quantile(field[::8, ::8], 1.0 - coverage)
 
 
 def stroma_eosin(rng: np.random.Generator, mask: np.ndarray, mpp: float) -> np.ndarray:
@@ -86,7 +92,7 @@ def stroma_eosin(rng: np.random.Generator, mask: np.ndarray, mpp: float) -> np.n
     across = max(0.5, 0.6 / mpp)
     fibres_x = cv2.GaussianBlur(noise, (0, 0), sigmaX=along, sigmaY=across)
     fibres_y = cv2.GaussianBlur(noise, (0, 0), sigmaX=across, sigmaY=along)
-    orientation = smooth_noise(rng, height, width, 150.0 / mpp)
+    orientation = np.clip(4.0 * smooth_noise(rng, height, width, 150.0 / mpp) - 1.5, 0.0, 1.0)
     fibres = orientation * fibres_x + (1.0 - orientation) * fibres_y
     fibres /= max(float(fibres.std()), 1e-6)
     density = 0.22 + 0.20 * smooth_noise(rng, height, width, 60.0 / mpp)
@@ -114,9 +120,7 @@ def draw_nuclei(
         cv2.ellipse(canvas, (int(x), int(y)), axes, float(angle), 0, 360, int(dark), -1, cv2.LINE_AA)
 
 
-def sample_positions(
-    rng: np.random.Generator, weight: np.ndarray, count: int
-) -> np.ndarray:
+def sample_positions(rng: np.random.Generator, weight: np.ndarray, count: int) -> np.ndarray:
     """Draw `count` pixel positions [count, 2] (x, y) with probability proportional to `weight` [H, W]."""
     flat = weight.ravel().astype(np.float64)
     total = flat.sum()
@@ -128,9 +132,7 @@ def sample_positions(
     return np.stack([picks % weight.shape[1], picks // weight.shape[1]], axis=1)
 
 
-def nuclei_hematoxylin(
-    rng: np.random.Generator, mask: np.ndarray, latent_risk: float, mpp: float
-) -> np.ndarray:
+def nuclei_hematoxylin(rng: np.random.Generator, mask: np.ndarray, latent_risk: float, mpp: float) -> np.ndarray:
     """Hematoxylin concentration [H, W] float32 of tumour nuclei (risk-driven) and stromal fibroblasts."""
     import cv2
 
