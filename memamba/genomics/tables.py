@@ -39,8 +39,9 @@ def read_mcat_table(path: str | Path, *, nan_policy: str = "fail") -> pd.DataFra
         )
     _check_ids(table, path)
     table["survival_months"] = _numeric(table, "survival_months", path, "a follow-up time in months")
-    _fail_rows(table, table["survival_months"] < 0, path, "survival_months",
-               "is negative", "survival must be months ≥ 0")
+    survival = table["survival_months"]
+    _fail_rows(table, (survival < 0) | np.isinf(survival), path, "survival_months",
+               "is negative or infinite", "survival must be finite months ≥ 0")
     table["censorship"] = _censorship(table, path)
     _check_consistent_labels(table, path)
     _check_omics(table, path, nan_policy)
@@ -139,6 +140,10 @@ def _check_omics(table: pd.DataFrame, path: Path, nan_policy: str) -> None:
                        "omic columns must be numeric")
             table[column] = values
     table[omics] = table[omics].astype(np.float64)
+    infinite = np.isinf(table[omics].to_numpy())
+    if infinite.any():
+        first = omics[int(np.flatnonzero(infinite.any(axis=0))[0])]
+        _fail_rows(table, np.isinf(table[first]), path, first, "is infinite", "use finite values")
     empty = table[omics].isna().to_numpy()
     if not empty.any():
         return
