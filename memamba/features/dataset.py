@@ -57,7 +57,11 @@ class SlidePatchDataset(Dataset):
             except openslide.OpenSlideError as error:
                 logger.warning(
                     "%s: reading the patch at (%d, %d) failed (attempt %d of 2): %s",
-                    self.slide_path, x, y, attempt, error,
+                    self.slide_path,
+                    x,
+                    y,
+                    attempt,
+                    error,
                 )
                 self._close()
         return torch.zeros((3, self.output_size, self.output_size), dtype=torch.uint8), True
@@ -74,9 +78,7 @@ class SlidePatchDataset(Dataset):
             slide = openslide.OpenSlide(self.slide_path)
             downsample = self.patch_size_level0 / self.read_size
             self._level = slide.get_best_level_for_downsample(downsample)
-            self._level_patch_size = max(
-                1, round(self.patch_size_level0 / slide.level_downsamples[self._level])
-            )
+            self._level_patch_size = max(1, round(self.patch_size_level0 / slide.level_downsamples[self._level]))
             self._slide, self._owner_pid = slide, os.getpid()
         return self._slide
 

@@ -52,9 +52,7 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]
     try:
         with h5py.File(path, "r") as handle:
             if "features" not in handle or "coords" not in handle:
-                raise InputError(
-                    f"{path}: no 'features'/'coords' datasets: re-run `memamba features` for this slide"
-                )
+                raise InputError(f"{path}: no 'features'/'coords' datasets: re-run `memamba features` for this slide")
             features = handle["features"][()].astype(np.float32)
             coords = handle["coords"][()].astype(np.int64)
             attrs = {name: plain_value(value) for name, value in handle.attrs.items()}

@@ -117,14 +117,10 @@ def get_encoder_spec(name: str) -> EncoderSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InputError(
-            f"unknown encoder {name!r}: choose one of {', '.join(encoder_names())}"
-        ) from None
+        raise InputError(f"unknown encoder {name!r}: choose one of {', '.join(encoder_names())}") from None
 
 
-def build_encoder(
-    spec: EncoderSpec, weights: Path | None, allow_random_weights: bool
-) -> tuple[torch.nn.Module, str]:
+def build_encoder(spec: EncoderSpec, weights: Path | None, allow_random_weights: bool) -> tuple[torch.nn.Module, str]:
     """Build `spec`'s model in eval mode on the CPU; return (model, sha256 of `weights` or "random").
 
     `weights`: a .safetensors or .pth/.pt state dict, loaded strictly. Without it, random weights are
@@ -154,6 +150,4 @@ def build_encoder(
 def check_weights_choice(spec: EncoderSpec, weights: Path | None, allow_random_weights: bool) -> None:
     """Raise InputError unless weights are given or random weights are explicitly allowed."""
     if weights is None and not allow_random_weights:
-        raise InputError(
-            f"no weights for encoder {spec.name}: pass --weights PATH or --allow-random-weights"
-        )
+        raise InputError(f"no weights for encoder {spec.name}: pass --weights PATH or --allow-random-weights")

@@ -40,9 +40,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         elif suffix in _TORCH_SUFFIXES:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise InputError(
-                f"{path}: unknown weights format {suffix!r}: give a .safetensors or .pth/.pt state dict"
-            )
+            raise InputError(f"{path}: unknown weights format {suffix!r}: give a .safetensors or .pth/.pt state dict")
     except InputError:
         raise
     except Exception as error:
@@ -80,9 +78,7 @@ def load_weights(model: torch.nn.Module, path: Path, ignored_prefixes: tuple[str
     expected = model.state_dict()
     missing = sorted(set(expected) - set(mapped))
     unexpected = sorted(set(mapped) - set(expected))
-    reshaped = sorted(
-        key for key in set(mapped) & set(expected) if mapped[key].shape != expected[key].shape
-    )
+    reshaped = sorted(key for key in set(mapped) & set(expected) if mapped[key].shape != expected[key].shape)
     problems = [
         f"{label} {len(keys)} keys (e.g. {', '.join(keys[:_SHOWN_KEYS])})"
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape for", reshaped))

@@ -1,0 +1,224 @@
+"""Feature extraction on a real H&E slide: shapes, provenance, determinism, weights and failure modes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from memamba.errors import InputError
+from memamba.features.dataset import SlidePatchDataset
+from memamba.features.extract import extract_features, read_patch_grid
+from memamba.features.features_h5 import export_pt, read_features
+from memamba.features.registry import build_encoder, get_encoder_spec
+
+SLIDES = Path(__file__).parent / "data" / "slides"
+CMU = SLIDES / "cmu-1-small-region.svs"
+UNREADABLE = SLIDES / "unreadable.svs"
+TISSUE_COORDS = np.array(
+    [[1020, 1200], [1200, 1800], [900, 2400], [1380, 900], [1680, 2500], [1100, 600]], dtype=np.int64
+)
+
+
+def write_coords(
+    path: Path,
+    coords: np.ndarray,
+    *,
+    patch_size_level0: int = 256,
+    target_patch_size: int | None = None,
+    status: str = "ok",
+) -> Path:
+    """A coords h5 in the tiling stage's schema (patches at level 0), written with plain h5py."""
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("coords", data=np.asarray(coords, dtype=np.int64).reshape(-1, 2))
+        dataset.attrs.update(
+            patch_size_level0=patch_size_level0,
+            patch_size=patch_size_level0,
+            patch_level=0,
+            target_patch_size=target_patch_size or patch_size_level0,
+            target_mpp=0.5,
+            status=status,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def cmu_coords(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_coords(tmp_path_factory.mktemp("coords") / "cmu.h5", TISSUE_COORDS)
+
+
+@pytest.fixture(scope="module")
+def random_run(cmu_coords: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("features") / "cmu.h5"
+    extract_features(CMU, cmu_coords, out, allow_random_weights=True, batch_size=4)
+    return out
+
+
+def test_resnet50_trunc_writes_float16_1024d_finite_features_and_copies_coords(random_run: Path) -> None:
+    with h5py.File(random_run, "r") as handle:
+        assert handle["features"].dtype == np.float16
+        assert handle["features"].shape == (len(TISSUE_COORDS), 1024)
+    features, coords, _ = read_features(random_run)
+    assert np.isfinite(features).all()
+    np.testing.assert_array_equal(coords, TISSUE_COORDS)
+
+
+def test_features_file_records_provenance(random_run: Path) -> None:
+    _, _, attrs = read_features(random_run)
+    assert attrs["encoder"] == "resnet50_trunc"
+    assert attrs["weights_sha256"] == "random"
+    assert (attrs["mpp"], attrs["patch_size"], attrs["status"]) == (0.5, 256, "ok")
+    assert attrs["memamba_version"] and attrs["seconds"] > 0
+
+
+def test_random_weight_runs_give_identical_features(random_run: Path, cmu_coords: Path, tmp_path: Path) -> None:
+    extract_features(CMU, cmu_coords, tmp_path / "again.h5", allow_random_weights=True, batch_size=4)
+    np.testing.assert_array_equal(read_features(random_run)[0], read_features(tmp_path / "again.h5")[0])
+
+
+def test_different_patches_give_different_features(random_run: Path) -> None:
+    features, _, _ = read_features(random_run)
+    distinct_rows = np.unique(features, axis=0)
+    assert len(distinct_rows) == len(TISSUE_COORDS)
+    assert features.std(axis=0).max() > 0
+
+
+def test_no_weights_without_permission_raises_and_writes_nothing(cmu_coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    with pytest.raises(InputError, match="--weights PATH or --allow-random-weights"):
+        extract_features(CMU, cmu_coords, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_safetensors_weights_load_and_their_sha256_is_recorded(
+    random_run: Path, cmu_coords: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    model, _ = build_encoder(get_encoder_spec("resnet50_trunc"), None, allow_random_weights=True)
+    weights = tmp_path / "resnet50_trunc.safetensors"
+    save_file(model.state_dict(), weights)
+    out = tmp_path / "features.h5"
+    extract_features(CMU, cmu_coords, out, weights=weights, batch_size=4)
+    features, _, attrs = read_features(out)
+    assert attrs["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    np.testing.assert_array_equal(features, read_features(random_run)[0])
+
+
+def test_full_resnet50_checkpoint_with_module_prefix_loads_into_the_truncated_encoder(
+    random_run: Path, cmu_coords: Path, tmp_path: Path
+) -> None:
+    import timm
+
+    torch.manual_seed(1)
+    full = timm.create_model("resnet50", pretrained=False)
+    weights = tmp_path / "resnet50_full.pth"
+    torch.save({"state_dict": {f"module.{key}": value for key, value in full.state_dict().items()}}, weights)
+    out = tmp_path / "features.h5"
+    extract_features(CMU, cmu_coords, out, weights=weights, batch_size=4)
+    assert not np.array_equal(read_features(out)[0], read_features(random_run)[0])
+
+
+def test_weights_of_another_architecture_raise_naming_the_file(cmu_coords: Path, tmp_path: Path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "resnet18.safetensors"
+    save_file(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), weights)
+    with pytest.raises(InputError, match=r"resnet18\.safetensors.*missing"):
+        extract_features(CMU, cmu_coords, tmp_path / "features.h5", weights=weights)
+    assert not (tmp_path / "features.h5").exists()
+
+
+def test_no_tissue_coords_give_empty_features_carrying_the_status(tmp_path: Path) -> None:
+    coords = write_coords(tmp_path / "coords.h5", np.zeros((0, 2)), status="no_tissue")
+    result = extract_features(CMU, coords, tmp_path / "features.h5", allow_random_weights=True)
+    features, coords_read, attrs = read_features(tmp_path / "features.h5")
+    assert features.shape == (0, 1024) and coords_read.shape == (0, 2)
+    assert attrs["status"] == result.status == "no_tissue"
+
+
+def test_unreadable_slide_completes_with_blank_patches_counted(tmp_path: Path) -> None:
+    coords = write_coords(tmp_path / "coords.h5", [[0, 0], [0, 8], [8, 0]], patch_size_level0=16)
+    result = extract_features(UNREADABLE, coords, tmp_path / "features.h5", allow_random_weights=True)
+    features, _, attrs = read_features(tmp_path / "features.h5")
+    assert result.blank_patches == attrs["blank_patches"] == 3
+    assert features.shape == (3, 1024) and np.isfinite(features).all()
+
+
+def test_unknown_encoder_raises_listing_known_names() -> None:
+    with pytest.raises(InputError, match=r"resnet50_trunc.*uni_vit_large"):
+        get_encoder_spec("resnet51")
+
+
+def test_coords_file_without_patch_size_level0_raises_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("coords", data=TISSUE_COORDS).attrs.update(patch_size=256, status="ok")
+    with pytest.raises(InputError, match=r"old\.h5.*patch_size_level0"):
+        extract_features(CMU, path, tmp_path / "features.h5", allow_random_weights=True)
+
+
+def test_patch_size_is_read_at_the_target_mpp_not_at_the_patch_level(tmp_path: Path) -> None:
+    coords = write_coords(tmp_path / "coords.h5", TISSUE_COORDS, patch_size_level0=512, target_patch_size=256)
+    grid = read_patch_grid(coords)
+    assert (grid.patch_size_level0, grid.patch_size, grid.target_mpp) == (512, 256, 0.5)
+
+
+def test_dataset_returns_uint8_chw_at_encoder_input_size() -> None:
+    image, blank = SlidePatchDataset(CMU, TISSUE_COORDS, 256, 256, 224)[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 224, 224)
+    assert not blank
+
+
+def test_dataset_reads_from_the_pyramid_level_matching_the_downsample(tmp_path: Path) -> None:
+    slide = tmp_path / "two_levels.tif"
+    red, blue = np.zeros((512, 512, 3), np.uint8), np.zeros((256, 256, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    with tifffile.TiffWriter(slide) as writer:
+        writer.write(red, tile=(256, 256), photometric="rgb", compression="deflate")
+        writer.write(blue, tile=(256, 256), photometric="rgb", compression="deflate", subfiletype=1)
+    at_half, _ = SlidePatchDataset(slide, [[0, 0]], 512, 256, 224)[0]
+    at_full, _ = SlidePatchDataset(slide, [[0, 0]], 512, 512, 224)[0]
+    assert at_half[:, 100, 100].tolist() == [0, 0, 200]
+    assert at_full[:, 100, 100].tolist() == [200, 0, 0]
+
+
+def test_dataloader_workers_give_the_same_features_as_the_main_process(
+    random_run: Path, cmu_coords: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "features.h5"
+    extract_features(CMU, cmu_coords, out, allow_random_weights=True, batch_size=4, num_workers=1)
+    np.testing.assert_array_equal(read_features(out)[0], read_features(random_run)[0])
+
+
+def test_export_pt_writes_float32_tensor_of_the_features(random_run: Path, tmp_path: Path) -> None:
+    export_pt(random_run, tmp_path / "cmu.pt")
+    tensor = torch.load(tmp_path / "cmu.pt")
+    assert tensor.dtype == torch.float32
+    np.testing.assert_array_equal(tensor.numpy(), read_features(random_run)[0])
+
+
+def test_vit_large_spec_builds_a_1024d_encoder_of_303m_parameters() -> None:
+    spec = get_encoder_spec("uni_vit_large")
+    with torch.device("meta"):
+        model = spec.builder(spec)
+        output = model(torch.zeros(2, 3, spec.input_size, spec.input_size))
+    assert output.shape == (2, spec.output_dim)
+    assert sum(parameter.numel() for parameter in model.parameters()) == pytest.approx(303e6, rel=0.01)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="ViT-L/16 (303M parameters) takes minutes for a slide on the shared CPU cores; runs where CUDA is",
+)
+def test_uni_vit_large_extracts_finite_1024d_features_on_cuda(cmu_coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    extract_features(CMU, cmu_coords, out, encoder="uni_vit_large", allow_random_weights=True, device="cuda")
+    features, _, _ = read_features(out)
+    assert features.shape == (len(TISSUE_COORDS), 1024) and np.isfinite(features).all()
