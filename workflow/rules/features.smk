@@ -12,7 +12,7 @@ rule features:
         device=config["features"]["device"],
         batch_size=config["features"]["batch_size"],
         num_workers=config["features"]["num_workers"],
-    threads: 2
+    threads: config["features"]["threads"]
     log:
         f"{LOGS}/features/{{cohort}}/{{encoder}}/{{slide}}.log",
     benchmark:
