@@ -149,7 +149,7 @@ def _add_tile(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patch-size", type=int, default=256, help="patch size in px at --mpp (default 256)")
     parser.add_argument("--overlap", type=int, default=0, help="overlap between patches in px at --mpp")
     parser.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept patch")
-    parser.add_argument("--mpp-override", type=float, default=None, help="slide µm/px that replaces the metadata (logged)")
+    parser.add_argument("--mpp-override", type=float, default=None, help="slide µm/px replacing the metadata")
     parser.add_argument("--default-mpp", type=float, default=None, help="last-resort slide µm/px")
     parser.add_argument("--qc", type=Path, default=None, help="QC png to write (thumbnail, tissue, grid)")
     parser.add_argument(
