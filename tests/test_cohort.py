@@ -12,6 +12,7 @@ import pytest
 
 from memamba.cohort.folds import load_fold
 from memamba.cohort.preprocess import assign_time_bins, fit_scaler, fit_time_bins
+from memamba.cohort.slide_features import stack_slide_coords
 from memamba.cohort.splits import check_disjoint, make_splits, read_split_file, read_splits
 from memamba.errors import InputError
 from memamba.genomics.build import build_cohort
@@ -242,6 +243,16 @@ def test_fold_concatenates_each_patients_slides(cohort_dir: Path, features_dir: 
     assert first.features[:3].eq(3).all() and first.features[3:].eq(5).all()
     assert tuple(bags["P002"].features.shape) == (4, D)
     assert folds[0].feature_dim == D
+
+
+def test_second_slide_is_stacked_below_the_first_on_the_patient_canvas() -> None:
+    first = np.array([[0, 0], [256, 0], [0, 256]])
+    second = np.array([[512, 0], [0, 512]])
+    stacked = stack_slide_coords([first, second])
+    np.testing.assert_array_equal(stacked[:3], first)
+    np.testing.assert_array_equal(stacked[3:, 0], second[:, 0])
+    assert stacked[3:, 1].min() > first[:, 1].max()
+    np.testing.assert_array_equal(np.diff(stacked[3:, 1]), np.diff(second[:, 1]))
 
 
 def test_patient_without_usable_slide_is_dropped_with_warning(

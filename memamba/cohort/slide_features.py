@@ -48,6 +48,8 @@ def patient_features(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Concatenate the usable slides of one patient, in slide order: float32 [N, D], int64 [N, 2].
 
+    The coords of the slides are stacked on one canvas (see `stack_slide_coords`).
+
     None when no slide is usable. feature_dim: the D every file must have (InputError naming the file
     otherwise); None accepts the first file's D.
     """
@@ -65,4 +67,22 @@ def patient_features(
         parts.append(slide)
     if not parts:
         return None
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return np.concatenate([p[0] for p in parts]), stack_slide_coords([p[1] for p in parts])
+
+
+def stack_slide_coords(slide_coords: list[np.ndarray]) -> np.ndarray:
+    """One patient canvas int64 [N, 2] from per-slide level-0 coords: each slide below the previous ones.
+
+    Slide k is shifted down so its top row lies below the bottom row of slides 0…k-1; x is unchanged.
+    A spatial scan (row-major or Hilbert) then visits the slides one after the other instead of mixing
+    patches of different slides whose level-0 coordinates overlap.
+    """
+    stacked = []
+    bottom = None
+    for coords in slide_coords:
+        shifted = coords.copy()
+        if bottom is not None:
+            shifted[:, 1] += bottom + 1 - coords[:, 1].min()
+        bottom = shifted[:, 1].max()
+        stacked.append(shifted)
+    return np.concatenate(stacked)
