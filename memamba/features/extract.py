@@ -13,7 +13,7 @@ import torch
 
 from memamba.errors import InputError
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.features_h5 import plain_value, write_features
+from memamba.features.features_h5 import write_features
 from memamba.features.registry import (
     RANDOM_WEIGHTS,
     EncoderSpec,
@@ -59,31 +59,18 @@ def read_patch_grid(path: Path) -> PatchGrid:
     The patch side at `target_mpp` is `target_patch_size` where present (`memamba tile` keeps
     `patch_size` for CLAM's meaning, px at `patch_level`), else `patch_size` (TRIDENT's meaning).
     """
-    import h5py
+    from memamba.slide.coords_h5 import read_coords
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: coords file not found: run `memamba tile` for this slide first")
-    try:
-        with h5py.File(path, "r") as handle:
-            if "coords" not in handle:
-                raise InputError(f"{path}: no 'coords' dataset: re-run `memamba tile` for this slide")
-            coords = handle["coords"][()]
-            attrs = {**handle.attrs, **handle["coords"].attrs}
-    except OSError as error:
-        raise InputError(f"{path}: not a readable HDF5 file ({error}): re-run `memamba tile`") from None
+    coords, attrs = read_coords(path)
     missing = [name for name in COORDS_ATTRS if name not in attrs]
     if missing:
         raise InputError(f"{path}: coords lack attributes {', '.join(missing)}: re-run `memamba tile`")
-    coords = np.asarray(coords, dtype=np.int64)
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise InputError(f"{path}: coords have shape {coords.shape}, not [N, 2]: re-run `memamba tile`")
     return PatchGrid(
         coords=coords,
         patch_size_level0=int(attrs["patch_size_level0"]),
         patch_size=int(attrs.get("target_patch_size", attrs["patch_size"])),
         target_mpp=float(attrs["target_mpp"]),
-        status=str(plain_value(attrs["status"])),
+        status=str(attrs["status"]),
     )
 
 

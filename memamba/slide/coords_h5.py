@@ -30,7 +30,9 @@ def write_coords(path: str | os.PathLike[str], coords: np.ndarray, attrs: Mappin
 def read_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a coords h5: corners int64 [N, 2] (level-0 px) and the attributes of `coords` as Python values.
 
-    Array attributes come back as tuples, numpy scalars as int/float/bool/str.
+    Attributes of the file and of the dataset are merged (the dataset's win), so files that keep them
+    at either place (CLAM, TRIDENT, memamba) read alike. Array attributes come back as tuples, numpy
+    scalars as int/float/bool/str.
     """
     path = Path(path)
     if not path.is_file():
@@ -41,7 +43,8 @@ def read_coords(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any
                 raise InputError(f"{path}: no `coords` dataset; rerun `memamba tile` for this slide")
             dataset = handle["coords"]
             coords = dataset[()].astype(np.int64)
-            attrs = {key: _to_python(value) for key, value in dataset.attrs.items()}
+            merged = {**handle.attrs, **dataset.attrs}
+            attrs = {key: _to_python(value) for key, value in merged.items()}
     except OSError as err:
         raise InputError(f"{path}: cannot read coords h5 ({err}); rerun `memamba tile` for this slide") from err
     if coords.ndim != 2 or coords.shape[1] != 2:
