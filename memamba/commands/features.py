@@ -1,0 +1,45 @@
+"""`memamba features`: encode the patches of one slide."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from memamba.commands._common import SubParsers
+
+log = logging.getLogger("memamba")
+
+
+def add_parser(subparsers: SubParsers) -> None:
+    parser = subparsers.add_parser("features", help="encode the patches of one slide into a features h5")
+    parser.add_argument("slide", type=Path, help="slide file")
+    parser.add_argument("coords", type=Path, help="coords h5 from `memamba tile`")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="features h5 to write")
+    parser.add_argument("--encoder", default="resnet50_trunc", help="encoder name (default resnet50_trunc)")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--weights", type=Path, default=None, help="encoder weights (.safetensors or .pth)")
+    weights.add_argument(
+        "--allow-random-weights", action="store_true", help="run with random weights (demo and tests only)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading patches")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from memamba.features.extract import extract_features
+
+    result = extract_features(
+        args.slide,
+        args.coords,
+        args.output,
+        encoder=args.encoder,
+        weights=args.weights,
+        allow_random_weights=args.allow_random_weights,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+    )
+    log.info("%s: %s, %d patches in %.1f s", result.slide, result.status, result.n_patches, result.seconds)
