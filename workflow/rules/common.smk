@@ -44,13 +44,18 @@ def cohort_table(cohort):
 
 @cache
 def cohort_slides(cohort):
-    """Slide key -> slide file for every slide of a cohort (missing files of real cohorts are skipped)."""
+    """Slide key -> slide file for every slide of a cohort (missing files of real cohorts are skipped).
+
+    A real cohort without `slides_dir` is genomics-only: it has no slides, so no tiling or feature jobs.
+    """
     spec = config["cohorts"][cohort]
     if is_demo(cohort):
         patients = plan_demo(spec["demo"]["patients"], spec["demo"]["seed"])
         return {
             sid: f"{demo_dir(cohort)}/slides/{sid}.svs" for patient in patients for sid in patient.slide_ids
         }
+    if "slides_dir" not in spec:
+        return {}
     slides = {}
     extension = spec.get("slide_extension", ".svs")
     for slide_id in pd.read_csv(spec["table"], usecols=["slide_id"])["slide_id"].dropna().unique():
@@ -78,6 +83,10 @@ def cohort_qc_images(cohort):
 
 def cohort_features(cohort, encoder=ENCODER):
     return [f"{OUT}/features/{cohort}/{encoder}/{key}.h5" for key in cohort_slides(cohort)]
+
+
+def has_slides(cohort):
+    return is_demo(cohort) or "slides_dir" in config["cohorts"][cohort]
 
 
 def cohort_files(cohort):
