@@ -283,3 +283,26 @@ def test_manifest_rows_match_coords_files(cmu_tiled, tmp_path):
     assert float(rows[0]["slide_mpp"]) == 0.499 and rows[0]["mpp_source"] == "metadata"
     assert float(rows[0]["target_mpp"]) == 0.5 and float(rows[0]["seconds"]) == pytest.approx(result.seconds)
     assert rows[1]["slide_mpp"] == ""
+
+
+class _RegionRecorder:
+    """A real OpenSlide handle that records the size (px) of every region read through it."""
+
+    def __init__(self, slide):
+        self._slide = slide
+        self.region_pixels: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._slide, name)
+
+    def read_region(self, location, level, size):
+        self.region_pixels.append(size[0] * size[1])
+        return self._slide.read_region(location, level, size)
+
+
+def test_overview_of_a_huge_smallest_level_never_reads_more_than_a_band():
+    with open_slide(CMU) as slide:
+        recorder = _RegionRecorder(slide)
+        overview, downsample = read_thumbnail(recorder, max_pixels=100_000, band_pixels=60_000)
+    assert overview.shape == (2967 // 9, 2220 // 9, 3) and downsample == 9.0
+    assert len(recorder.region_pixels) > 10 and max(recorder.region_pixels) <= 60_000

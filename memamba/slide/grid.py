@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -59,7 +60,10 @@ def _cell_bounds(starts: np.ndarray, size: int, downsample: float, length: int) 
 
 
 def _summed_area_table(mask: np.ndarray) -> np.ndarray:
-    """Integral image int64 [h + 1, w + 1]: entry [i, j] counts true pixels of mask[:i, :j]."""
-    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
-    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
-    return table
+    """Integral image int64 [h + 1, w + 1]: entry [i, j] counts true pixels of mask[:i, :j].
+
+    OpenCV's integral (int32 up to 2**31 px, else float64, exact up to 2**53) is several times faster
+    than two numpy cumulative sums.
+    """
+    depth = cv2.CV_32S if mask.size < 2**31 else cv2.CV_64F
+    return cv2.integral(mask.astype(np.uint8), sdepth=depth).astype(np.int64)

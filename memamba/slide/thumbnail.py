@@ -10,6 +10,7 @@ import openslide
 
 from memamba.errors import InputError
 from memamba.slide.open import slide_name
+from memamba.slide.patches import rgba_on_white
 
 MAX_THUMBNAIL_PIXELS = 4_000_000
 """Largest overview (pixels) that segmentation works on."""
@@ -52,18 +53,8 @@ def _read_level_shrunk(slide: openslide.OpenSlide, level: int, factor: int, band
     for top in range(0, out_height * factor, rows_per_band):
         rows = min(rows_per_band, out_height * factor - top)
         region = slide.read_region((0, round(top * downsample)), level, (out_width * factor, rows))
-        rgb = _rgba_on_white(np.asarray(region))
+        rgb = rgba_on_white(np.asarray(region))
         if factor > 1:
             rgb = cv2.resize(rgb, (out_width, rows // factor), interpolation=cv2.INTER_AREA)
         bands.append(rgb)
     return np.concatenate(bands, axis=0)
-
-
-def _rgba_on_white(rgba: np.ndarray) -> np.ndarray:
-    """Composite non-premultiplied RGBA uint8 [h, w, 4] onto white; returns RGB uint8 [h, w, 3]."""
-    alpha = rgba[..., 3:4]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[..., :3])
-    alpha = alpha.astype(np.uint16)
-    rgb = rgba[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)
-    return ((rgb + 127) // 255).astype(np.uint8)

@@ -16,15 +16,14 @@ from memamba.errors import InputError
 from memamba.naming import slide_key
 from memamba.slide.coords_h5 import write_coords
 from memamba.slide.grid import patch_grid
-from memamba.slide.open import MPP_RANGE, open_slide, resolve_mpp
+from memamba.slide.mpp_table import MPP_RANGE, MppEntry, read_mpp_table
+from memamba.slide.open import open_slide, resolve_mpp
+from memamba.slide.patches import read_level
 from memamba.slide.qc import write_failure_png, write_qc_png
 from memamba.slide.thumbnail import read_thumbnail
 from memamba.slide.tissue import TissueParams, tissue_mask
 
 log = logging.getLogger(__name__)
-
-READ_LEVEL_TOLERANCE = 0.05
-"""A pyramid level may be this much (relative) coarser than the target and still be the read level."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,7 @@ def tile_slide(
     min_tissue_fraction: float = 0.5,
     tissue: TissueParams | None = None,
     mpp_override: float | None = None,
+    mpp_table: str | os.PathLike[str] | None = None,
     default_mpp: float | None = None,
     qc_png: str | os.PathLike[str] | None = None,
     record_failures: bool = False,
@@ -72,12 +72,15 @@ def tile_slide(
     `min_tissue_fraction` of it is tissue. A slide without tissue gets an empty grid and status
     "no_tissue". A slide that cannot be opened or read, or has no usable mpp, raises InputError and writes
     nothing; with `record_failures` it gets an empty grid with status "failed: <reason>" instead.
+    The slide's mpp comes from `resolve_mpp` (override, forced `mpp_table` row, metadata, objective
+    power, `mpp_table` row, `default_mpp`); a bad mpp table raises InputError even with `record_failures`.
     """
     started = time.perf_counter()
     slide_path = Path(slide_path)
     key = slide_key(slide_path.name)
     params = tissue or TissueParams()
     _check_arguments(slide_path, target_mpp, patch_size, overlap, min_tissue_fraction)
+    table_entry = read_mpp_table(mpp_table).get(key) if mpp_table is not None else None
     attrs: dict[str, Any] = {
         "name": key,
         "target_mpp": target_mpp,
@@ -89,7 +92,7 @@ def tile_slide(
         "memamba_version": __version__,
     }
     try:
-        view = _read_slide(slide_path, mpp_override, default_mpp)
+        view = _read_slide(slide_path, mpp_override, table_entry, default_mpp)
     except InputError as err:
         if not record_failures:
             raise
@@ -165,10 +168,12 @@ def _check_arguments(
         raise InputError(f"{slide_path}: min tissue fraction {min_tissue_fraction} must lie in [0, 1]")
 
 
-def _read_slide(slide_path: Path, mpp_override: float | None, default_mpp: float | None) -> _SlideView:
+def _read_slide(
+    slide_path: Path, mpp_override: float | None, table_entry: MppEntry | None, default_mpp: float | None
+) -> _SlideView:
     """Open the slide, resolve its mpp and read its overview; InputError on any failure."""
     with open_slide(slide_path) as slide:
-        mpp, source = resolve_mpp(slide, override=mpp_override, default=default_mpp)
+        mpp, source = resolve_mpp(slide, override=mpp_override, table_entry=table_entry, default=default_mpp)
         overview, downsample = read_thumbnail(slide)
         return _SlideView(
             mpp,
@@ -185,11 +190,7 @@ def _read_level_attrs(view: _SlideView, patch_size_level0: int, scale: float) ->
 
     `patch_size` is the patch side in px at that level; `downsample` is (x, y) level-0 px per level px.
     """
-    level = max(
-        index
-        for index, downsample in enumerate(view.level_downsamples)
-        if downsample <= scale * (1 + READ_LEVEL_TOLERANCE) or index == 0
-    )
+    level = read_level(view.level_downsamples, scale)
     (width0, height0), (width, height) = view.level_dimensions[0], view.level_dimensions[level]
     return {
         "patch_level": level,

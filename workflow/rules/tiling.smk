@@ -1,9 +1,12 @@
-# Tiling: tissue segmentation and a patch grid at the target resolution, per slide; a manifest per cohort.
+# Tiling: tissue segmentation and a patch grid at the target resolution, one job per slide; a manifest per
+# cohort. A slide that cannot be tiled gets an empty grid with a "failed: …" status, never a failed job.
+import shlex
 
 
 rule tile:
     input:
         slide=slide_path,
+        mpp_table=[config["tiling"]["mpp_table"]] if config["tiling"]["mpp_table"] else [],
     output:
         coords=f"{OUT}/tiles/{{cohort}}/{{slide}}.h5",
         qc=f"{OUT}/tiles/{{cohort}}/{{slide}}.png",
@@ -15,6 +18,13 @@ rule tile:
         default_mpp=(
             f"--default-mpp {config['tiling']['default_mpp']}" if config["tiling"]["default_mpp"] else ""
         ),
+        mpp_table=(
+            f"--mpp-table {shlex.quote(config['tiling']['mpp_table'])}" if config["tiling"]["mpp_table"] else ""
+        ),
+        tissue=json_argument(config["tiling"]["tissue"]),
+    threads: 1
+    resources:
+        mem_mb=2048,
     log:
         f"{LOGS}/tile/{{cohort}}/{{slide}}.log",
     benchmark:
@@ -22,9 +32,9 @@ rule tile:
     conda:
         "../../envs/slide.yaml"
     shell:
-        "memamba tile {input.slide:q} -o {output.coords:q} --qc {output.qc:q} --mpp {params.mpp}"
+        "OMP_NUM_THREADS={threads} memamba tile {input.slide:q} -o {output.coords:q} --qc {output.qc:q} --mpp {params.mpp}"
         " --patch-size {params.patch_size} --overlap {params.overlap} --min-tissue {params.min_tissue}"
-        " {params.default_mpp} --record-failures > {log:q} 2>&1"
+        " {params.default_mpp} {params.mpp_table} --tissue {params.tissue:q} --record-failures > {log:q} 2>&1"
 
 
 rule tile_manifest:
