@@ -98,7 +98,23 @@ def test_make_splits_balances_events_across_folds() -> None:
         assert abs((1 - patients.loc[val, "censorship"]).sum() - expected) <= 1
 
 
-def test_make_splits_falls_back_when_strata_are_tiny() -> None:
+@pytest.mark.parametrize("seed", range(3))
+def test_make_splits_spreads_each_tcga_site_evenly_over_the_folds(seed: int) -> None:
+    patients = synthetic_patients(seed=seed)
+    patients["site"] = np.repeat(["2F", "4Z", "BT", "DK"], 50)
+    sites = patients.set_index("case_id")["site"]
+    for _, val in make_splits(patients, 5, seed=seed):
+        assert (sites.loc[val].value_counts() - 10).abs().max() <= 2
+
+
+def test_make_splits_keeps_fold_sizes_within_one() -> None:
+    patients = synthetic_patients(203)
+    patients["site"] = [f"S{i % 17}" for i in range(203)]
+    sizes = [len(val) for _, val in make_splits(patients, 5, seed=0)]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_make_splits_holds_everyone_out_when_strata_are_smaller_than_the_folds() -> None:
     patients = synthetic_patients(7)
     patients["censorship"] = [0, 1, 1, 1, 1, 1, 1]
     splits = make_splits(patients, 3, seed=0)

@@ -17,6 +17,10 @@ from memamba.genomics.tables import read_mcat_table
 DATA = Path(__file__).parent / "data" / "tcga" / "blca"
 BLCA_TABLE = DATA / "mcat" / "tcga_blca_all_clean.csv"
 BLCA_SPLITS = DATA / "splits" / "5foldcv"
+BRCA = Path(__file__).parent / "data" / "tcga" / "brca"
+BRCA_TABLE = BRCA / "porpoise_mutsig" / "tcga_brca_subset.csv"
+BRCA_SPLITS = BRCA / "splits" / "5foldcv"
+BRCA_SURVPATH = BRCA / "survpath" / "tcga_brca.csv"
 MCAT6 = [
     "Tumor Suppressor Genes", "Oncogenes", "Protein Kinases", "Cell Differentiation Markers",
     "Transcription Factors", "Cytokines and Growth Factors",
@@ -78,6 +82,43 @@ def test_groups_csv_keeps_order_and_skips_blanks_and_repeats(tmp_path: Path) -> 
 def test_missing_groups_file_raises_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nowhere\.csv"):
         load_gene_groups(tmp_path / "nowhere.csv")
+
+
+def test_survpath_hallmarks_and_reactome_split_the_combined_pathways() -> None:
+    combine, hallmarks, reactome = (load_gene_groups(name) for name in ("combine", "hallmarks", "reactome"))
+    assert (len(combine), len(hallmarks), len(reactome)) == (331, 50, 281)
+    assert {**hallmarks, **reactome} == combine
+    assert all(name.startswith("HALLMARK_") for name in hallmarks)
+    assert len(hallmarks["HALLMARK_HYPOXIA"]) == 190
+
+
+def test_gmt_file_gives_one_group_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "sets.gmt"
+    path.write_text("HALLMARK_X\thttp://www.gsea-msigdb.org\tTP53\tRB1\tTP53\n\nSET_Y\tna\tEGFR\n")
+    assert load_gene_groups(path) == {"HALLMARK_X": ["TP53", "RB1"], "SET_Y": ["EGFR"]}
+
+
+def test_gmt_group_without_genes_raises_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "sets.gmt"
+    path.write_text("A\tna\tTP53\nB\tna\n")
+    with pytest.raises(InputError, match=r"sets.gmt: group\(s\) \['B'\] list no gene"):
+        load_gene_groups(path)
+
+
+def test_membership_matrix_as_survpath_compositions_reads_like_gene_lists(tmp_path: Path) -> None:
+    path = tmp_path / "comps.csv"
+    path.write_text(",P1,P2\nTP53,1,0\nRB1,1,1\nEGFR,0,1\n")
+    assert load_gene_groups(path) == {"P1": ["TP53", "RB1"], "P2": ["RB1", "EGFR"]}
+
+
+def test_omics_filter_keeps_only_the_named_omics() -> None:
+    matched, _ = match_groups({"g": ["A"]}, ["A_rnaseq", "A_cnv", "A_mut"], omics=["mut", "rnaseq"])
+    assert matched == {"g": ["A_rnaseq", "A_mut"]}
+
+
+def test_unknown_omic_name_raises() -> None:
+    with pytest.raises(InputError, match="omics must be a non-empty subset"):
+        match_groups({"g": ["A"]}, ["A_rnaseq"], omics=["rna"])
 
 
 def test_match_orders_rnaseq_then_cnv_then_mut_with_genes_in_group_order() -> None:
@@ -280,3 +321,69 @@ def test_split_id_outside_cohort_raises_naming_file_and_id(tmp_path: Path) -> No
     path = write_table(small_table(), tmp_path / "t.csv")
     with pytest.raises(InputError, match=r"splits_1.csv: case id 'TCGA-XX-9999' \(column val, CSV line 5\)"):
         build_cohort(path, GROUPS, tmp_path / "cohort", splits_dir=splits)
+
+
+# --- BRCA: PORPOISE table with mutations, MCAT splits, SurvPath endpoints --------------------------------
+
+
+@pytest.fixture(scope="module")
+def brca_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("cohorts") / "brca"
+    return out, build_cohort(BRCA_TABLE, "mcat6", out, splits_dir=BRCA_SPLITS)
+
+
+def test_brca_cohort_uses_rnaseq_cnv_and_mut_columns_and_mcat_splits(brca_cohort) -> None:
+    out, summary = brca_cohort
+    assert (summary["patients"], summary["slides"], summary["n_folds"]) == (956, 1022, 5)
+    assert summary["held_out_per_fold"] == [192, 191, 191, 191, 191]
+    groups = json.loads((out / "groups.json").read_text())["groups"]
+    assert {column.rsplit("_", 1)[1] for columns in groups.values() for column in columns} == {"rnaseq", "cnv", "mut"}
+    assert "TP53_mut" in groups["Tumor Suppressor Genes"]
+    for fold in range(5):
+        assert (out / "splits" / f"splits_{fold}.csv").read_bytes() == (BRCA_SPLITS / f"splits_{fold}.csv").read_bytes()
+
+
+def test_brca_mutation_columns_are_binary(brca_cohort) -> None:
+    omics = pd.read_parquet(brca_cohort[0] / "omics.parquet")
+    mutations = omics[[column for column in omics.columns if column.endswith("_mut")]]
+    assert set(np.unique(mutations.to_numpy())) == {0.0, 1.0}
+
+
+def test_brca_summary_reports_censoring_rate_and_missing_genes(brca_cohort) -> None:
+    _, summary = brca_cohort
+    assert summary["censoring_rate"] == pytest.approx(1 - 130 / 956)
+    assert summary["endpoint"] == "os" and summary["dropped"] == {"no_label": [], "no_slides": [], "no_genomics": []}
+    assert all(count > 0 for count in summary["missing_genes"].values())
+
+
+def test_brca_survpath_metadata_gives_dss_and_pfi_labels(tmp_path: Path) -> None:
+    """SurvPath's metadata carries the labels; the omics come from the PORPOISE table turned into a matrix."""
+    table = read_mcat_table(BRCA_TABLE).drop_duplicates("case_id").set_index("case_id")
+    expression = table[[column for column in table.columns if column.endswith("_rnaseq")]]
+    matrix = tmp_path / "rna.csv"
+    expression.rename(columns=lambda column: column.removesuffix("_rnaseq")).to_csv(matrix)
+    labels = pd.read_csv(BRCA_SURVPATH, index_col=0).drop_duplicates("case_id").set_index("case_id")
+    events = {}
+    for endpoint in ("os", "dss", "pfi"):
+        summary = build_cohort(BRCA_SURVPATH, "mcat6", tmp_path / endpoint, expression=matrix, endpoint=endpoint)
+        patients = pd.read_parquet(tmp_path / endpoint / "patients.parquet").set_index("case_id")
+        suffix = "" if endpoint == "os" else f"_{endpoint}"
+        assert patients["survival_months"].tolist() == labels.loc[patients.index, f"survival_months{suffix}"].tolist()
+        events[endpoint] = summary["events"]
+    assert events["dss"] < events["os"] < events["pfi"]
+
+
+def test_blca_table_with_survpath_hallmarks_gives_fifty_rnaseq_groups(tmp_path: Path) -> None:
+    summary = build_cohort(BLCA_TABLE, "hallmarks", tmp_path / "cohort", splits_dir=BLCA_SPLITS, omics=["rnaseq"])
+    groups = json.loads((tmp_path / "cohort" / "groups.json").read_text())
+    assert len(groups["groups"]) == 50
+    assert all(column.endswith("_rnaseq") for columns in groups["groups"].values() for column in columns)
+    hypoxia = "HALLMARK_HYPOXIA"
+    assert summary["group_sizes"][hypoxia] + summary["missing_genes"][hypoxia] == 190
+    assert len(groups["missing_genes"][hypoxia]) == summary["missing_genes"][hypoxia]
+
+
+def test_reactome_pathway_with_no_gene_in_the_table_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no column of gene group 'ADP_signalling_through_P2Y_purinoceptor_12'"):
+        build_cohort(BLCA_TABLE, "reactome", tmp_path / "cohort", omics=["rnaseq"])
+    assert not (tmp_path / "cohort").exists()

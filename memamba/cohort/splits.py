@@ -20,7 +20,6 @@ Split = tuple[list[str], list[str]]
 """(training case ids, held-out case ids) of one fold."""
 
 _SPLIT_NAME = re.compile(r"splits_(\d+)\.csv")
-_MAX_TIME_STRATA = 4
 
 
 def split_path(splits_dir: str | Path, fold: int) -> Path:
@@ -88,33 +87,55 @@ def write_splits(splits: list[Split], splits_dir: str | Path) -> list[Path]:
 def make_splits(patients: pd.DataFrame, n_folds: int, seed: int) -> list[Split]:
     """Patient-level stratified K-fold, seeded; each patient is held out exactly once.
 
-    patients: one row per patient with case_id, survival_months, censorship. Strata combine the event
-    indicator with quantile bins of survival time (up to 4); the time bins are merged (4 → 3 → 2 → 1)
-    while a stratum has fewer than `n_folds` patients, then plain shuffled K-fold is used.
+    patients: one row per patient with case_id, survival_months, censorship and optionally `site` (TCGA
+    tissue source site). Strata, in priority order: event indicator, quartile of survival time within
+    it, site. The patients are shuffled with `seed`, sorted (stably) by stratum and each is held out in
+    the fold where its event group is least represented, ties broken by its event × time cell, then its
+    site, then the fold size, then a seeded random order. The held-out counts of each event group thus
+    differ by at most one between folds, and cells and sites stay nearly as even.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     ids = patients["case_id"].astype(str).to_numpy()
     if not 2 <= n_folds <= len(ids):
         raise InputError(f"n_folds must be between 2 and the number of patients ({len(ids)}), got {n_folds}")
-    strata = _strata(patients, n_folds)
-    if strata is None:
-        log.warning("too few patients per event/time stratum for %d folds: splitting without strata", n_folds)
-        folds = KFold(n_folds, shuffle=True, random_state=seed).split(ids)
-    else:
-        folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(ids, strata)
-    return [(ids[train].tolist(), ids[val].tolist()) for train, val in folds]
-
-
-def _strata(patients: pd.DataFrame, n_folds: int) -> np.ndarray | None:
+    rng = np.random.default_rng(seed)
     events = 1 - patients["censorship"].to_numpy(dtype=np.int64)
-    for n_time in range(_MAX_TIME_STRATA, 0, -1):
-        time_bins = pd.qcut(patients["survival_months"].rank(method="first"), n_time, labels=False)
-        strata = events * n_time + time_bins.to_numpy(dtype=np.int64)
-        if min(Counter(strata.tolist()).values()) >= n_folds:
-            log.info("splits stratified by event x %d survival-time bins", n_time)
-            return strata
-    return None
+    keys = pd.DataFrame(
+        {
+            "event": events,
+            "cell": events * 4 + _time_quartiles(patients["survival_months"].to_numpy(dtype=np.float64), events),
+        }
+    )
+    strata = ["event", "cell"]
+    if "site" in patients.columns:
+        keys["site"] = patients["site"].astype(str).to_numpy()
+        strata.append("site")
+    keys = keys.iloc[rng.permutation(len(ids))].sort_values(strata, kind="stable")
+    counts: dict[tuple[str, object], np.ndarray] = {}
+    sizes = np.zeros(n_folds, dtype=np.int64)
+    fold_of = np.empty(len(ids), dtype=np.int64)
+    for position, row in zip(keys.index, keys.itertuples(index=False), strict=True):
+        tallies = [
+            counts.setdefault((name, value), np.zeros(n_folds, dtype=np.int64))
+            for name, value in zip(strata, row, strict=True)
+        ]
+        fold = int(np.lexsort((rng.random(n_folds), sizes, *reversed(tallies)))[0])
+        for tally in tallies:
+            tally[fold] += 1
+        sizes[fold] += 1
+        fold_of[position] = fold
+    log.info("splits: %d folds stratified by %s", n_folds, " x ".join(strata))
+    return [(ids[fold_of != k].tolist(), ids[fold_of == k].tolist()) for k in range(n_folds)]
+
+
+def _time_quartiles(months: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """int64 [n]: quartile (0-3) of each survival time among the patients of the same event group."""
+    quartiles = np.zeros(len(months), dtype=np.int64)
+    for group in (0, 1):
+        members = np.flatnonzero(events == group)
+        if members.size:
+            ranks = pd.Series(months[members]).rank(method="first").to_numpy()
+            quartiles[members] = np.minimum(((ranks - 1) * 4 // members.size).astype(np.int64), 3)
+    return quartiles
 
 
 def check_disjoint(splits: list[Split], *, source: str = "splits") -> None:

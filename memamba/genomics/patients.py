@@ -1,4 +1,4 @@
-"""Collapse a slide-level table (one row per slide) to one row per patient."""
+"""Collapse a slide-level table (one row per slide) to per-patient labels and omic values."""
 
 from __future__ import annotations
 
@@ -9,25 +9,23 @@ import pandas as pd
 
 from memamba.errors import InputError
 from memamba.genomics.tables import conflicting_rows, describe_rows
-from memamba.naming import slide_key
 
 PATIENT_EXTRA_COLUMNS: tuple[str, ...] = ("oncotree_code", "site")
-"""Per-patient descriptive columns copied (first slide's value) into patients.parquet when present."""
+"""Per-patient descriptive columns copied (first slide's value) into patients.parquet when present
+(`site`, the tissue source site, is derived from TCGA case ids when absent)."""
 
 
-def patient_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient, in order of first appearance.
+def patient_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient of a slide-level table, in order of first appearance.
 
-    Columns: case_id, slide_ids (";"-joined slide keys, table order), survival_months (float, months),
-    censorship (int, 1 = censored), event (int, 1 - censorship), then PATIENT_EXTRA_COLUMNS present.
-    Labels must already agree between a patient's slides (`read_mcat_table` checks it).
+    Columns: case_id, survival_months (float, months), censorship (int, 1 = censored), then
+    PATIENT_EXTRA_COLUMNS present. Labels must already agree between a patient's slides
+    (`read_mcat_table` checks it).
     """
     grouped = table.groupby("case_id", sort=False)
     patients = grouped[["survival_months", "censorship"]].first()
-    patients.insert(0, "slide_ids", grouped["slide_id"].agg(lambda ids: ";".join(map(slide_key, ids))))
     patients["survival_months"] = patients["survival_months"].astype(np.float64)
     patients["censorship"] = patients["censorship"].astype(np.int64)
-    patients["event"] = 1 - patients["censorship"]
     extras = [column for column in PATIENT_EXTRA_COLUMNS if column in table.columns]
     if extras:
         patients = patients.join(grouped[extras].first())
@@ -35,7 +33,7 @@ def patient_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def patient_omics(table: pd.DataFrame, columns: list[str], path: str | Path) -> pd.DataFrame:
-    """case_id + `columns` (float64, raw), one row per patient in order of first appearance.
+    """`columns` (float64, raw) indexed by case_id, one row per patient in order of first appearance.
 
     A patient whose slides carry different omic values raises InputError naming `path`, the patient,
     the first differing column and its CSV lines.
@@ -52,4 +50,4 @@ def patient_omics(table: pd.DataFrame, columns: list[str], path: str | Path) -> 
             f"{describe_rows(table, rows)}; genomic values are per patient, make them agree"
         )
     omics = table.drop_duplicates("case_id", keep="first")[["case_id", *columns]]
-    return omics.reset_index(drop=True)
+    return omics.set_index("case_id")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from memamba.errors import InputError
+from memamba.genomics.clinical import ENDPOINTS, check_endpoint
 from memamba.genomics.groups import OMIC_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,11 @@ NAN_POLICIES: tuple[str, ...] = ("fail", "impute")
 _SHOWN_ROWS = 5
 
 
-def read_mcat_table(path: str | Path, *, nan_policy: str = "fail") -> pd.DataFrame:
+def read_mcat_table(path: str | Path, *, nan_policy: str = "fail", endpoint: str = "os") -> pd.DataFrame:
     """Read an MCAT/PORPOISE table: rows = slides, labels `survival_months` (≥ 0) and `censorship` (0/1).
+
+    endpoint "os" reads `survival_months`/`censorship`; "dss" and "pfi" read `survival_months_{endpoint}`/
+    `censorship_{endpoint}` (SurvPath's metadata tables) into `survival_months`/`censorship`.
 
     A leading unnamed index column is dropped. Omic columns (`*_rnaseq`, `*_cnv`, `*_mut`) must be
     numeric; with nan_policy="fail" an empty cell in one raises, with "impute" it is kept as NaN and
@@ -30,7 +34,7 @@ def read_mcat_table(path: str | Path, *, nan_policy: str = "fail") -> pd.DataFra
     path = Path(path)
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"nan_policy must be one of {list(NAN_POLICIES)}, got {nan_policy!r}")
-    table = _read_csv(path)
+    table = _select_endpoint(_read_csv(path), path, check_endpoint(endpoint))
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
         raise InputError(
@@ -73,6 +77,20 @@ def conflicting_rows(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
     values = table[columns].to_numpy(dtype=np.float64)
     same = (first == values) | (np.isnan(first) & np.isnan(values))
     return ~same.all(axis=1)
+
+
+def _select_endpoint(table: pd.DataFrame, path: Path, endpoint: str) -> pd.DataFrame:
+    if endpoint == "os":
+        return table
+    columns = [f"survival_months_{endpoint}", f"censorship_{endpoint}"]
+    absent = [column for column in columns if column not in table.columns]
+    if absent:
+        raise InputError(
+            f"{path}: endpoint '{endpoint}' ({ENDPOINTS[endpoint]}) needs column(s) {absent}; "
+            "use endpoint 'os' or a table with those labels (e.g. SurvPath's metadata)"
+        )
+    table["survival_months"], table["censorship"] = table[columns[0]], table[columns[1]]
+    return table
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
