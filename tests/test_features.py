@@ -90,7 +90,7 @@ def test_different_patches_give_different_features(random_run: Path) -> None:
 
 def test_no_weights_without_permission_raises_and_writes_nothing(cmu_coords: Path, tmp_path: Path) -> None:
     out = tmp_path / "features.h5"
-    with pytest.raises(InputError, match="--weights PATH or --allow-random-weights"):
+    with pytest.raises(InputError, match=r"--weights PATH.*--allow-random-weights"):
         extract_features(CMU, cmu_coords, out)
     assert list(tmp_path.iterdir()) == []
 
@@ -222,3 +222,16 @@ def test_uni_vit_large_extracts_finite_1024d_features_on_cuda(cmu_coords: Path, 
     extract_features(CMU, cmu_coords, out, encoder="uni_vit_large", allow_random_weights=True, device="cuda")
     features, _, _ = read_features(out)
     assert features.shape == (len(TISSUE_COORDS), 1024) and np.isfinite(features).all()
+
+
+def test_manifest_records_each_slides_patches_reader_and_timing(random_run: Path, tmp_path: Path) -> None:
+    import csv
+
+    from memamba.features.manifest import write_features_manifest
+
+    write_features_manifest([random_run], tmp_path / "manifest.csv")
+    with (tmp_path / "manifest.csv").open() as handle:
+        (row,) = csv.DictReader(handle)
+    assert (row["slide"], row["status"], row["n_patches"], row["blank_patches"]) == ("cmu", "ok", "6", "0")
+    assert row["reader"] == "openslide" and row["device"] == "cpu"
+    assert float(row["seconds"]) > 0 and float(row["patches_per_second"]) > 0

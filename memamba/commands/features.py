@@ -18,13 +18,25 @@ def add_parser(subparsers: SubParsers) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="features h5 to write")
     parser.add_argument("--encoder", default="resnet50_trunc", help="encoder name (default resnet50_trunc)")
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--weights", type=Path, default=None, help="encoder weights (.safetensors or .pth)")
+    weights.add_argument(
+        "--weights",
+        default=None,
+        help="encoder weights: a .safetensors or .pth file, or `pretrained` (timm download; online only)",
+    )
     weights.add_argument(
         "--allow-random-weights", action="store_true", help="run with random weights (demo and tests only)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading patches")
+    parser.add_argument(
+        "--reader",
+        choices=("auto", "openslide", "tiles"),
+        default="auto",
+        help="patch reader: tiles decodes JPEG tiles on the device, openslide reads in worker processes, "
+        "auto takes tiles on CUDA for tiled-JPEG TIFF/SVS (default auto)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (faster on long runs)")
     parser.set_defaults(handler=run)
 
 
@@ -41,5 +53,14 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
+        reader=args.reader,
+        compile_model=args.compile,
     )
-    log.info("%s: %s, %d patches in %.1f s", result.slide, result.status, result.n_patches, result.seconds)
+    log.info(
+        "%s: %s, %d patches in %.1f s (%s reader)",
+        result.slide,
+        result.status,
+        result.n_patches,
+        result.seconds,
+        result.reader,
+    )

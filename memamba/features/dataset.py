@@ -24,8 +24,9 @@ class SlidePatchDataset(Dataset):
     pyramid level best suited to a `read_size` px patch (downsample `patch_size_level0 / read_size`),
     composited on white where the slide is transparent, then resized to `output_size` (S) px.
     Normalisation is left to the device. Each process (DataLoader worker) opens its own OpenSlide
-    handle on first use. A read that fails is retried once on a fresh handle; if it fails again the
-    patch is all zeros and its blank flag is True.
+    handle on first use. A read that fails is retried on a fresh handle, then on a fresh handle at a
+    neighbouring pyramid level (the same area, resized); if that fails too the patch is all zeros and
+    its blank flag is True.
     """
 
     def __init__(
@@ -51,16 +52,17 @@ class SlidePatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
         x, y = (int(value) for value in self.coords[index])
-        for attempt in (1, 2):
+        for attempt, other_level in enumerate((False, False, True), start=1):
             try:
-                return self._read_patch(x, y), False
+                return self._read_patch(x, y, other_level), False
             except openslide.OpenSlideError as error:
                 logger.warning(
-                    "%s: reading the patch at (%d, %d) failed (attempt %d of 2): %s",
+                    "%s: reading the patch at (%d, %d) failed (attempt %d of 3%s): %s",
                     self.slide_path,
                     x,
                     y,
                     attempt,
+                    ", another level" if other_level else "",
                     error,
                 )
                 self._close()
@@ -88,11 +90,17 @@ class SlidePatchDataset(Dataset):
             self._slide.close()
         self._slide = self._owner_pid = None
 
-    def _read_patch(self, x: int, y: int) -> torch.Tensor:
-        """uint8 [3, S, S] image of the patch whose level-0 top-left is (x, y)."""
+    def _read_patch(self, x: int, y: int, other_level: bool = False) -> torch.Tensor:
+        """uint8 [3, S, S] image of the patch whose level-0 top-left is (x, y), read from the best
+        level or, with `other_level`, from the next coarser level (the next finer one on the coarsest)."""
         slide = self._handle()
-        size = self._level_patch_size
-        region = slide.read_region((x, y), self._level, (size, size))
+        level, size = self._level, self._level_patch_size
+        if other_level:
+            if slide.level_count < 2:
+                raise openslide.OpenSlideError("no other pyramid level to retry at")
+            level = level + 1 if level + 1 < slide.level_count else level - 1
+            size = max(1, round(self.patch_size_level0 / slide.level_downsamples[level]))
+        region = slide.read_region((x, y), level, (size, size))
         background = Image.new("RGBA", region.size, (*_BACKGROUND_RGB, 255))
         rgb = Image.alpha_composite(background, region).convert("RGB")
         if rgb.size != (self.output_size, self.output_size):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import numpy as np
 import torch
 
 from memamba.errors import InputError
+from memamba.features.batches import Batch, openslide_batches, tile_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.features_h5 import write_features
 from memamba.features.registry import (
+    PRETRAINED,
     RANDOM_WEIGHTS,
     EncoderSpec,
     build_encoder,
@@ -27,11 +30,13 @@ from memamba.naming import slide_key
 logger = logging.getLogger(__name__)
 
 COORDS_ATTRS = ("patch_size_level0", "patch_size", "target_mpp", "status")
+READERS = ("auto", "openslide", "tiles")
 
 
 @dataclass
 class FeatureResult:
-    """Outcome of one slide: `status` copied from the coords file, `seconds` wall time."""
+    """Outcome of one slide: `status` copied from the coords file, `seconds` wall time, `reader` the
+    patch reader used ("openslide", "tiles" or "none" for an empty grid)."""
 
     slide: str
     status: str
@@ -39,6 +44,7 @@ class FeatureResult:
     feature_dim: int
     seconds: float
     blank_patches: int
+    reader: str = "none"
 
 
 @dataclass(frozen=True)
@@ -80,39 +86,51 @@ def extract_features(
     out_h5: Path,
     *,
     encoder: str = "resnet50_trunc",
-    weights: Path | None = None,
+    weights: Path | str | None = None,
     allow_random_weights: bool = False,
     device: str = "cpu",
     batch_size: int = 64,
     num_workers: int = 0,
+    reader: str = "auto",
+    compile_model: bool = False,
 ) -> FeatureResult:
     """Encode the patches listed in `coords_h5` of `slide_path`; write features [N, D] to `out_h5`.
 
     A coords status other than "ok", or no patches, gives an empty [0, D] features file carrying that
-    status. Patches that cannot be read even on a fresh handle are encoded as black images and counted
-    in `blank_patches`. CPU runs float32; CUDA runs under autocast in the encoder's precision.
+    status. Patches that cannot be read even on a fresh handle and at another level are encoded as
+    black images and counted in `blank_patches`. CPU runs float32; CUDA runs under autocast in the
+    encoder's precision. `reader`: "tiles" decodes the slide's JPEG tiles on the device (nvJPEG on
+    CUDA), "openslide" reads through OpenSlide in `num_workers` processes, "auto" takes "tiles" on
+    CUDA when the slide is a tiled-JPEG TIFF/SVS. `weights`: a file, "pretrained" (online) or None.
     """
     start = time.perf_counter()
-    weights = None if weights is None else Path(weights)
+    weights = None if weights is None else weights if weights == PRETRAINED else Path(weights)
     spec = get_encoder_spec(encoder)
     check_weights_choice(spec, weights, allow_random_weights)
     if batch_size < 1 or num_workers < 0:
         raise InputError(f"batch size {batch_size} / workers {num_workers}: use --batch-size ≥ 1, --num-workers ≥ 0")
+    if reader not in READERS:
+        raise InputError(f"unknown reader {reader!r}: pass --reader {', '.join(READERS)}")
     torch_device = _resolve_device(device)
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)
     grid = read_patch_grid(Path(coords_h5))
     name = slide_key(Path(slide_path).name)
 
     if grid.status != "ok" or len(grid.coords) == 0:
         logger.warning("%s: coords status %r, %d patches: writing empty features", name, grid.status, len(grid.coords))
-        digest = RANDOM_WEIGHTS if weights is None else file_sha256(weights)
-        features, coords, blank = np.zeros((0, spec.output_dim), np.float32), grid.coords[:0], 0
+        digest = RANDOM_WEIGHTS if weights is None else PRETRAINED if weights == PRETRAINED else file_sha256(weights)
+        features, coords, blank, used_reader = np.zeros((0, spec.output_dim), np.float32), grid.coords[:0], 0, "none"
     else:
         _check_slide_opens(Path(slide_path))
         model, digest = build_encoder(spec, weights, allow_random_weights)
         dataset = SlidePatchDataset(
             Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
         )
-        features, blank = encode_patches(model, spec, dataset, torch_device, batch_size, num_workers)
+        used_reader, batches = _batches(reader, dataset, torch_device, batch_size, num_workers)
+        features, blank = encode_patches(
+            model, spec, batches, len(dataset), torch_device, compile_model=compile_model, label=name
+        )
         coords = grid.coords
     seconds = time.perf_counter() - start
     write_features(
@@ -128,52 +146,89 @@ def extract_features(
             "status": grid.status,
             "seconds": seconds,
             "blank_patches": blank,
+            "reader": used_reader,
+            "device": str(torch_device),
         },
     )
-    return FeatureResult(name, grid.status, len(features), spec.output_dim, seconds, blank)
+    return FeatureResult(name, grid.status, len(features), spec.output_dim, seconds, blank, used_reader)
+
+
+def _batches(
+    reader: str,
+    dataset: SlidePatchDataset,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+) -> tuple[str, Iterator[Batch]]:
+    """(reader used, batches of `dataset`'s patches) for the `reader` choice (see `extract_features`)."""
+    from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
+    from memamba.features.tile_reader import TilePatchReader
+
+    if reader == "openslide" or (reader == "auto" and device.type != "cuda"):
+        return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
+    try:
+        pyramid = JpegTiffPyramid(dataset.slide_path)
+    except UnsupportedSlide as reason:
+        if reader == "tiles":
+            raise InputError(
+                f"{dataset.slide_path}: cannot decode its tiles directly ({reason}): use --reader openslide"
+            ) from None
+        logger.info("%s: OpenSlide reader (%s)", dataset.slide_path.name, reason)
+        return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
+    tiles = TilePatchReader(
+        pyramid,
+        dataset.coords,
+        dataset.patch_size_level0,
+        dataset.read_size,
+        dataset.output_size,
+        device,
+    )
+    return "tiles", tile_batches(tiles, dataset, batch_size)
 
 
 def encode_patches(
     model: torch.nn.Module,
     spec: EncoderSpec,
-    dataset: SlidePatchDataset,
+    batches: Iterable[Batch],
+    n_patches: int,
     device: torch.device,
-    batch_size: int,
-    num_workers: int,
+    *,
+    compile_model: bool = False,
+    label: str = "",
 ) -> tuple[np.ndarray, int]:
-    """(features float32 [N, D], number of blank patches) of every patch in `dataset`.
+    """(features float32 [N, D], number of blank patches) of the uint8 `batches` ([B, 3, S, S], blank [B]).
 
-    Batches travel as uint8 and are normalised on `device` (x / 255 − mean) / std.
+    Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
+    `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph).
     """
-    from torch.utils.data import DataLoader
-
     mean, std = spec.normalization()
     mean_255 = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
     std_255 = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-    )
-    features = np.empty((len(dataset), spec.output_dim), dtype=np.float32)
-    row, blank = 0, 0
+    memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    forward = torch.compile(model) if compile_model else model
+    features = torch.empty((n_patches, spec.output_dim), dtype=torch.float32, device=device)
+    row, blank, full_size = 0, 0, None
     start = time.perf_counter()
-    model = model.to(device)
     with torch.inference_mode(), _autocast(spec, device):
-        for images, blank_flags in loader:
-            batch = (images.to(device, non_blocking=True).float() - mean_255) / std_255
-            output = model(batch).float().cpu().numpy()
-            if output.shape != (len(images), spec.output_dim):
-                raise RuntimeError(f"encoder {spec.name} gave {output.shape}, expected [*, {spec.output_dim}]")
-            features[row : row + len(output)] = output
-            row += len(output)
+        for images, blank_flags in batches:
+            count = len(images)
+            full_size = full_size or count
+            images = images.to(device, non_blocking=True)
+            if compile_model and count < full_size:
+                images = torch.cat([images, images[-1:].expand(full_size - count, -1, -1, -1)])
+            batch = ((images.float() - mean_255) / std_255).contiguous(memory_format=memory_format)
+            output = forward(batch)[:count]
+            if output.shape != (count, spec.output_dim):
+                raise RuntimeError(f"encoder {spec.name} gave {tuple(output.shape)}, expected [*, {spec.output_dim}]")
+            features[row : row + count] = output.float()
+            row += count
             blank += int(blank_flags.sum())
+    features = features[:row].cpu().numpy()
     seconds = time.perf_counter() - start
     logger.info(
         "%s: %d patches with %s on %s in %.1f s (%.1f patches/s)",
-        dataset.slide_path.name,
+        label,
         row,
         spec.name,
         device,
@@ -181,7 +236,7 @@ def encode_patches(
         row / max(seconds, 1e-9),
     )
     if blank:
-        logger.warning("%s: %d of %d patches could not be read and are blank", dataset.slide_path, blank, row)
+        logger.warning("%s: %d of %d patches could not be read and are blank", label, blank, row)
     return features, blank
 
 
@@ -193,7 +248,8 @@ def _autocast(spec: EncoderSpec, device: torch.device) -> contextlib.AbstractCon
 
 
 def _resolve_device(device: str) -> torch.device:
-    """`device` as a torch.device; an unknown or unavailable one raises InputError."""
+    """`device` as a torch.device; an unknown or unavailable one raises InputError. Plain "cuda" on a
+    node with several GPUs becomes the first card no other memamba job holds."""
     try:
         resolved = torch.device(device)
     except (RuntimeError, ValueError):
@@ -202,6 +258,11 @@ def _resolve_device(device: str) -> torch.device:
         raise InputError(f"device {device!r} requested but no CUDA GPU is available: pass --device cpu")
     if resolved.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device {device!r}: pass --device cpu, cuda or cuda:N")
+    if resolved.type == "cuda" and resolved.index is None and torch.cuda.device_count() > 1:
+        from memamba.features.gpu_slot import free_gpu_index
+
+        resolved = torch.device("cuda", free_gpu_index(torch.cuda.device_count()))
+        logger.info("using %s (one GPU per feature job)", resolved)
     return resolved
 
 

@@ -72,9 +72,32 @@ def map_state_dict(
     return mapped
 
 
-def load_weights(model: torch.nn.Module, path: Path, ignored_prefixes: tuple[str, ...] = ()) -> None:
-    """Load the state dict in `path` into `model` strictly; mismatches raise InputError naming `path`."""
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """Hex sha256 over the names, dtypes, shapes and bytes of `model`'s state dict (weights not read from a file)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_weights(
+    model: torch.nn.Module,
+    path: Path,
+    ignored_prefixes: tuple[str, ...] = (),
+    checkpoint_filter: str | None = None,
+) -> None:
+    """Load the state dict in `path` into `model` strictly; mismatches raise InputError naming `path`.
+
+    `checkpoint_filter` ("module:function", `function(state_dict, model) -> state_dict`) first maps an
+    original checkpoint layout onto the model's (e.g. timm's Swin filter for CTransPath).
+    """
     mapped = map_state_dict(read_state_dict(path), model, ignored_prefixes)
+    if checkpoint_filter is not None:
+        import importlib
+
+        module_name, function_name = checkpoint_filter.split(":")
+        mapped = dict(getattr(importlib.import_module(module_name), function_name)(mapped, model))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(mapped))
     unexpected = sorted(set(mapped) - set(expected))

@@ -1,4 +1,6 @@
 # Features: every tissue patch of a slide through the configured encoder (GPU when configured, CPU otherwise).
+# A CUDA job asks for one GPU (resources gpu=1), so a cluster or a multi-GPU node runs slides in parallel;
+# on one node, `memamba features --device cuda` takes a free card by itself (see memamba/features/gpu_slot.py).
 
 
 rule features:
@@ -12,7 +14,11 @@ rule features:
         device=config["features"]["device"],
         batch_size=config["features"]["batch_size"],
         num_workers=config["features"]["num_workers"],
+        reader=config["features"]["reader"],
+        compile="--compile" if config["features"]["compile"] else "",
     threads: config["features"]["threads"]
+    resources:
+        gpu=gpus(config["features"]["device"]),
     log:
         f"{LOGS}/features/{{cohort}}/{{encoder}}/{{slide}}.log",
     benchmark:
@@ -22,9 +28,24 @@ rule features:
     shell:
         "OMP_NUM_THREADS={threads} memamba features {input.slide:q} {input.coords:q} -o {output:q}"
         " --encoder {wildcards.encoder} {params.weights} --device {params.device}"
-        " --batch-size {params.batch_size} --num-workers {params.num_workers} > {log:q} 2>&1"
+        " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
+        " {params.compile} > {log:q} 2>&1"
+
+
+rule features_manifest:
+    input:
+        lambda wildcards: cohort_features(wildcards.cohort),
+    output:
+        f"{OUT}/features/{{cohort}}/{ENCODER}/manifest.csv",
+    log:
+        f"{LOGS}/features/{{cohort}}/manifest.log",
+    run:
+        from memamba.features.manifest import write_features_manifest
+
+        write_features_manifest(input, output[0])
 
 
 rule features_all:
     input:
         [path for cohort in COHORTS for path in cohort_features(cohort)],
+        [f"{OUT}/features/{cohort}/{ENCODER}/manifest.csv" for cohort in COHORTS],

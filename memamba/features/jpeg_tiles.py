@@ -1,0 +1,149 @@
+"""Raw JPEG tiles of a tiled TIFF/SVS pyramid: the level layout and each tile as a stand-alone JPEG stream.
+
+A tile of a JPEG-compressed TIFF is an abbreviated JPEG stream; its quantisation and Huffman tables may
+live once in the page's JPEGTables tag. `tile_streams` splices them back in, and for pages whose
+photometric is RGB (Aperio scanners store RGB components without colour transform) it adds an Adobe
+APP14 marker with transform 0 so that any JPEG decoder (libjpeg, nvJPEG) returns RGB as stored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_SOI = b"\xff\xd8"
+_EOI = b"\xff\xd9"
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+_JPEG = 7
+_PHOTOMETRIC_RGB = 2
+_PHOTOMETRIC_YCBCR = 6
+_ASPECT_TOLERANCE = 0.02
+
+
+class UnsupportedSlide(Exception):
+    """The slide is not a tiled-JPEG TIFF pyramid this reader can take (the message says why)."""
+
+
+@dataclass(frozen=True)
+class JpegLevel:
+    """One pyramid level: `width` × `height` px, `downsample` from level 0, tiles of `tile_height` ×
+    `tile_width` px stored row-major at byte `offsets` [T] with `bytecounts` [T]; `header` is what
+    replaces each tile stream's SOI (SOI, optional Adobe marker, the page's tables)."""
+
+    width: int
+    height: int
+    downsample: float
+    tile_width: int
+    tile_height: int
+    offsets: np.ndarray
+    bytecounts: np.ndarray
+    header: bytes
+
+    @property
+    def tiles_across(self) -> int:
+        return -(-self.width // self.tile_width)
+
+    @property
+    def tiles_down(self) -> int:
+        return -(-self.height // self.tile_height)
+
+
+class JpegTiffPyramid:
+    """The tiled JPEG levels of `path`, with OpenSlide's level order, downsamples and best-level choice.
+
+    Levels are the main series' pyramid levels, or (Aperio SVS, whose levels are separate pages and
+    whose second page, tiled or not, tifffile takes for a thumbnail) the tiled pages with level 0's
+    aspect ratio. Raises UnsupportedSlide for anything else (other codecs,
+    planar or non-RGB pages, unreadable files); callers then use the OpenSlide reader.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+
+        self.path = Path(path)
+        try:
+            with tifffile.TiffFile(self.path) as tiff:
+                self.levels = _read_levels(tiff)
+        except UnsupportedSlide:
+            raise
+        except Exception as error:
+            raise UnsupportedSlide(f"tifffile cannot read it ({type(error).__name__}: {error})") from None
+        self._descriptor: int | None = None
+        self._owner_pid: int | None = None
+
+    def best_level(self, downsample: float) -> int:
+        """OpenSlide's choice: the last level whose downsample is at most `downsample`."""
+        downsamples = [level.downsample for level in self.levels]
+        for index in range(1, len(downsamples)):
+            if downsample < downsamples[index]:
+                return index - 1
+        return len(downsamples) - 1
+
+    def tile_streams(self, level: int, tile_indices: np.ndarray) -> list[bytes]:
+        """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level` (a tile that does not
+        start like a JPEG stream is returned as stored, for the decoder to reject)."""
+        pyramid_level = self.levels[level]
+        descriptor = self._file()
+        streams = []
+        for index in tile_indices:
+            data = os.pread(descriptor, int(pyramid_level.bytecounts[index]), int(pyramid_level.offsets[index]))
+            streams.append(pyramid_level.header + data[2:] if data.startswith(_SOI) else data)
+        return streams
+
+    def close(self) -> None:
+        """Close the file descriptor (reopened on next use)."""
+        if self._descriptor is not None and self._owner_pid == os.getpid():
+            os.close(self._descriptor)
+        self._descriptor = self._owner_pid = None
+
+    def _file(self) -> int:
+        if self._descriptor is None or self._owner_pid != os.getpid():
+            self._descriptor, self._owner_pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._descriptor
+
+
+def _read_levels(tiff: object) -> list[JpegLevel]:
+    """Level layouts of an open tifffile.TiffFile; UnsupportedSlide if any level is not tiled JPEG RGB."""
+    series = tiff.series[0]
+    if len(series.levels) > 1 and not tiff.is_svs:
+        pages = [level.keyframe for level in series.levels]
+    else:
+        pages = [page for page in tiff.pages if page.is_tiled]
+    if not pages or not pages[0].is_tiled:
+        raise UnsupportedSlide("level 0 is not tiled")
+    height0, width0 = pages[0].imagelength, pages[0].imagewidth
+    levels = []
+    for page in pages:
+        height, width = page.imagelength, page.imagewidth
+        aspect_mismatch = abs(width0 / width - height0 / height) > _ASPECT_TOLERANCE * width0 / width
+        if levels and (width >= levels[-1].width or aspect_mismatch):
+            continue
+        levels.append(_level(page, (width0 / width + height0 / height) / 2))
+    return levels
+
+
+def _level(page: object, downsample: float) -> JpegLevel:
+    """Layout of one tiled page; UnsupportedSlide unless it is 8-bit 3-sample contiguous JPEG, RGB or YCbCr."""
+    if page.compression != _JPEG:
+        raise UnsupportedSlide(f"page {page.index} is compressed with {page.compression!r}, not JPEG")
+    if page.samplesperpixel != 3 or page.bitspersample != 8 or page.planarconfig != 1:
+        raise UnsupportedSlide(f"page {page.index} is not 8-bit contiguous RGB")
+    if page.photometric not in (_PHOTOMETRIC_RGB, _PHOTOMETRIC_YCBCR):
+        raise UnsupportedSlide(f"page {page.index} has photometric {page.photometric!r}")
+    tables = page.jpegtables or b""
+    if tables and not (tables.startswith(_SOI) and tables.endswith(_EOI)):
+        raise UnsupportedSlide(f"page {page.index} has malformed JPEGTables")
+    header = _SOI + (_ADOBE_RGB if page.photometric == _PHOTOMETRIC_RGB else b"") + tables[2:-2]
+    return JpegLevel(
+        width=int(page.imagewidth),
+        height=int(page.imagelength),
+        downsample=float(downsample),
+        tile_width=int(page.tilewidth),
+        tile_height=int(page.tilelength),
+        offsets=np.asarray(page.dataoffsets, dtype=np.int64),
+        bytecounts=np.asarray(page.databytecounts, dtype=np.int64),
+        header=header,
+    )

@@ -1,0 +1,263 @@
+"""Decode-on-device patch reader: raw JPEG tiles decoded in batches (nvJPEG on CUDA, libjpeg on the CPU),
+assembled into patches and resized on the same device.
+
+The OpenSlide reader spends most of its time in libjpeg on the CPU; here the CPU only reads tile bytes,
+and the GPU decodes. Patches match `SlidePatchDataset`'s (same level choice, white outside the slide,
+bilinear antialiased resize) within JPEG decoder and resize rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memamba.features.jpeg_tiles import JpegTiffPyramid
+
+logger = logging.getLogger(__name__)
+
+_WHITE = 255
+
+
+def _decode_list(streams: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """uint8 [3, h, w] RGB images of JPEG `streams` decoded on `device`, None for a stream that fails.
+
+    On CUDA the streams go to nvJPEG as one batch; on the CPU (and after a failed batch) one call per
+    stream, each releasing the GIL, so that pool threads decode in parallel.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if streams and device.type != "cpu":
+        try:
+            return list(decode_jpeg(streams, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            pass  # one bad stream fails the whole batch: decode them one by one
+    images: list[torch.Tensor | None] = []
+    for stream in streams:
+        try:
+            images.append(decode_jpeg(stream, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            images.append(None)
+    return images
+
+
+class TilePatchReader:
+    """Batches of patches of one slide read straight from its JPEG tiles.
+
+    Like `SlidePatchDataset`: patch i covers `patch_size_level0` level-0 px from `coords[i]`, is read
+    at the level best suited to `read_size` px and resized to `output_size` (S) px.
+    `read_batch(indices)` returns (uint8 [B, 3, S, S] on `device`, bool [B] failed): a patch is failed
+    when one of its tiles cannot be decoded (the caller re-reads it another way).
+    `cpu_decode_share` (0–1) of the tiles go to libjpeg on `cpu_threads` threads instead of the
+    device's decoder. On CUDA it is 0 (nvJPEG is 4× faster here, benchmarks/RESULTS.md) unless nvJPEG
+    decodes this slide's tiles unlike libjpeg (RGB-coded Aperio JPEG): then every tile goes to the CPU.
+    """
+
+    def __init__(
+        self,
+        pyramid: JpegTiffPyramid,
+        coords: np.ndarray,
+        patch_size_level0: int,
+        read_size: int,
+        output_size: int,
+        device: torch.device,
+        cpu_decode_share: float = 0.0,
+        cpu_threads: int | None = None,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pyramid = pyramid
+        self.coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+        self.level = pyramid.best_level(patch_size_level0 / read_size)
+        layout = pyramid.levels[self.level]
+        self.size = max(1, round(patch_size_level0 / layout.downsample))
+        self.output_size = int(output_size)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self._origins = np.floor(self.coords / layout.downsample).astype(np.int64)
+        self.cpu_decode_share = min(max(float(cpu_decode_share), 0.0), 1.0)
+        if self.device.type != "cpu" and self.cpu_decode_share < 1 and not self._device_decodes_like_libjpeg():
+            logger.info("%s: the device's JPEG decoder disagrees with libjpeg: decoding on CPU threads", pyramid.path)
+            self.cpu_decode_share = 1.0
+        self._threads = max(1, cpu_threads or (os.cpu_count() or 2) - 2)
+        use_pool = self.cpu_decode_share > 0
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="jpeg") if use_pool else None
+
+    @property
+    def slide_path(self) -> Path:
+        return self.pyramid.path
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def read_batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 [B, 3, S, S] on the device, bool [B] failed) of the patches `indices`."""
+        layout = self.pyramid.levels[self.level]
+        origins = self._origins[np.asarray(indices)]
+        size, tile_w, tile_h = self.size, layout.tile_width, layout.tile_height
+        first_col, first_row = origins[:, 0] // tile_w, origins[:, 1] // tile_h
+        offset_x, offset_y = origins[:, 0] - first_col * tile_w, origins[:, 1] - first_row * tile_h
+        n_cols = int((-(-(offset_x + size) // tile_w)).max())
+        n_rows = int((-(-(offset_y + size) // tile_h)).max())
+        cols = first_col[:, None, None] + np.arange(n_cols)[None, None, :]
+        rows = first_row[:, None, None] + np.arange(n_rows)[None, :, None]
+        inside = (cols >= 0) & (cols < layout.tiles_across) & (rows >= 0) & (rows < layout.tiles_down)
+        tile_ids = np.where(inside, rows * layout.tiles_across + cols, -1)
+        unique_ids, slots = np.unique(tile_ids, return_inverse=True)
+        slots = slots.reshape(tile_ids.shape)
+        valid_ids = unique_ids[unique_ids >= 0]
+        tiles, bad_tiles = self._decode(valid_ids)
+        white = torch.full((1, 3, tile_h, tile_w), _WHITE, dtype=torch.uint8, device=self.device)
+        if unique_ids[0] < 0:
+            tiles = torch.cat([white, tiles])
+            bad_tiles = np.concatenate([[False], bad_tiles])
+        failed = torch.from_numpy(bad_tiles[slots].reshape(len(origins), -1).any(axis=1))
+        mosaic = tiles[torch.from_numpy(slots).to(self.device)]
+        batch = len(origins)
+        mosaic = mosaic.permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, n_rows * tile_h, n_cols * tile_w)
+        patches = self._crop(mosaic, offset_x, offset_y, origins, layout.width, layout.height)
+        return self._resize(patches), failed
+
+    def _decode(self, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """(uint8 [T, 3, th, tw] on the device, bool [T] undecodable) of the tiles `tile_ids`.
+
+        With a CPU share, the first `cpu_decode_share` of the tiles are decoded by libjpeg in the
+        thread pool while the device decodes the rest; they are then copied to the device.
+        """
+        layout = self.pyramid.levels[self.level]
+        streams = [
+            torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            for data in self.pyramid.tile_streams(self.level, tile_ids)
+        ]
+        n_cpu = round(len(streams) * self.cpu_decode_share) if self._pool is not None else 0
+        chunks = [streams[start : n_cpu : self._threads] for start in range(self._threads)] if n_cpu else []
+        futures = [self._pool.submit(_decode_list, chunk, torch.device("cpu")) for chunk in chunks if chunk]
+        images = [None] * n_cpu + _decode_list(streams[n_cpu:], self.device)
+        for start, future in enumerate(futures):
+            images[start : n_cpu : self._threads] = future.result()
+        shape = (3, layout.tile_height, layout.tile_width)
+        bad = np.array([image is None or tuple(image.shape) != shape for image in images], dtype=bool)
+        for index in np.flatnonzero(bad):
+            logger.warning("%s: tile %d of level %d cannot be decoded", self.slide_path, tile_ids[index], self.level)
+            images[index] = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+        if not images:
+            return torch.zeros((0, *shape), dtype=torch.uint8, device=self.device), bad
+        on_host = [image for image in images[:n_cpu] if image.device != self.device]
+        if on_host:
+            moved = iter(torch.stack(on_host).pin_memory().to(self.device, non_blocking=True))
+            images = [next(moved) if image.device != self.device else image for image in images]
+        return torch.stack(images), bad
+
+    def _device_decodes_like_libjpeg(self, tolerance: int = 8) -> bool:
+        """Whether the device decodes this level's first tile as libjpeg does (nvJPEG ignores the Adobe
+        marker of RGB-coded Aperio tiles and returns wrong colours; such slides decode on the CPU)."""
+        stream = torch.frombuffer(bytearray(self.pyramid.tile_streams(self.level, np.array([0]))[0]), dtype=torch.uint8)
+        on_device, on_cpu = _decode_list([stream], self.device)[0], _decode_list([stream], torch.device("cpu"))[0]
+        if on_device is None or on_cpu is None or on_device.shape != on_cpu.shape:
+            return on_device is not None and on_cpu is None
+        return int((on_device.cpu().int() - on_cpu.int()).abs().max()) <= tolerance
+
+    def close(self) -> None:
+        """Stop the CPU decode threads (if any) and close the slide file."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        self.pyramid.close()
+
+    def _crop(
+        self,
+        mosaic: torch.Tensor,
+        offset_x: np.ndarray,
+        offset_y: np.ndarray,
+        origins: np.ndarray,
+        width: int,
+        height: int,
+    ) -> torch.Tensor:
+        """[B, 3, size, size] windows of `mosaic` at the per-patch offsets, white outside the level."""
+        size, batch = self.size, len(origins)
+        if not (offset_x.any() or offset_y.any()) and mosaic.shape[-1] == mosaic.shape[-2] == size:
+            patches = mosaic
+        else:
+            span = torch.arange(size, device=self.device)
+            rows = torch.from_numpy(offset_y).to(self.device)[:, None] + span
+            cols = torch.from_numpy(offset_x).to(self.device)[:, None] + span
+            picks = torch.arange(batch, device=self.device)[:, None, None]
+            patches = mosaic[picks, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        beyond_x = (origins[:, 0] < 0) | (origins[:, 0] + size > width)
+        beyond_y = (origins[:, 1] < 0) | (origins[:, 1] + size > height)
+        if beyond_x.any() or beyond_y.any():
+            span = torch.arange(size, device=self.device)
+            x = torch.from_numpy(origins[:, 0]).to(self.device)[:, None] + span
+            y = torch.from_numpy(origins[:, 1]).to(self.device)[:, None] + span
+            outside = ((x < 0) | (x >= width))[:, None, None, :] | ((y < 0) | (y >= height))[:, None, :, None]
+            patches = patches.masked_fill(outside, _WHITE)
+        return patches
+
+    def _resize(self, patches: torch.Tensor) -> torch.Tensor:
+        """[B, 3, size, size] uint8 → [B, 3, S, S] uint8, bilinear with antialiasing (as PIL's resize)."""
+        if self.size == self.output_size:
+            return patches
+        resized = torch.nn.functional.interpolate(
+            patches.float(),
+            size=(self.output_size, self.output_size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def prefetch(batches: Iterator[tuple], device: torch.device, depth: int = 3) -> Iterator[tuple]:
+    """Run `batches` in a background thread (its own CUDA stream on CUDA), `depth` items ahead.
+
+    Items are tuples whose first element is a tensor on `device`; they are handed over only once
+    their stream's work is done, and marked as used by the consumer's stream.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def hand_over(item: object) -> bool:
+        """Queue `item` unless the consumer has stopped; False once it has."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                for item in batches:
+                    if stream is not None:
+                        stream.synchronize()
+                    if not hand_over(item):
+                        return
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            hand_over(error)
+            return
+        hand_over(done)
+
+    worker = threading.Thread(target=produce, name="tile-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            if stream is not None:
+                item[0].record_stream(torch.cuda.current_stream(device))
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

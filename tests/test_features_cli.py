@@ -1,0 +1,55 @@
+"""`memamba features` on the command line: success, and the contract on bad input (exit 2, one line, no file)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+CMU = Path(__file__).parent / "data" / "slides" / "cmu-1-small-region.svs"
+
+
+def memamba_features(*args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "memamba", "features", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def coords(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("coords") / "cmu.h5"
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("coords", data=np.array([[1020, 1200], [1200, 1800]], dtype=np.int64))
+        dataset.attrs.update(patch_size_level0=256, patch_size=256, target_mpp=0.5, status="ok")
+    return path
+
+
+def assert_one_line_error_naming(result: subprocess.CompletedProcess[str], name: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memamba features: error:") and name in lines[0]
+
+
+def test_features_command_writes_the_features_file(coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmu.h5"
+    result = memamba_features(CMU, coords, "-o", out, "--allow-random-weights", "--batch-size", 2)
+    assert result.returncode == 0, result.stderr
+    with h5py.File(out, "r") as handle:
+        assert handle["features"].shape == (2, 1024) and handle.attrs["reader"] == "openslide"
+
+
+def test_missing_slide_exits_2_naming_it_and_writes_nothing(coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    result = memamba_features(tmp_path / "absent.svs", coords, "-o", out, "--allow-random-weights")
+    assert_one_line_error_naming(result, "absent.svs")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_weights_file_exits_2_naming_it_and_writes_nothing(coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    result = memamba_features(CMU, coords, "-o", out, "--weights", tmp_path / "uni.safetensors")
+    assert_one_line_error_naming(result, "uni.safetensors")
+    assert list(tmp_path.iterdir()) == []

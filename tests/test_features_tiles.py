@@ -1,0 +1,213 @@
+"""Decode-on-device tile reader: equal to the OpenSlide reader, level layout, corrupt tiles, fallbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pytest
+import tifffile
+import torch
+
+from memamba.demo.svs import write_aperio_svs
+from memamba.errors import InputError
+from memamba.features.batches import tile_batches
+from memamba.features.dataset import SlidePatchDataset
+from memamba.features.extract import extract_features
+from memamba.features.features_h5 import read_features
+from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
+from memamba.features.tile_reader import TilePatchReader
+
+CPU = torch.device("cpu")
+CMU = Path(__file__).parent / "data" / "slides" / "cmu-1-small-region.svs"
+TISSUE_COORDS = np.array([[1020, 1200], [1200, 1800], [900, 2400], [1380, 900], [1680, 2500]], dtype=np.int64)
+# Tile-aligned, unaligned, and crossing the right/bottom edges of the 1536 × 1024 slide.
+GENERATED_COORDS = np.array([[0, 0], [256, 512], [300, 77], [1300, 900], [1100, 700]], dtype=np.int64)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="nvJPEG decoding needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def generated_svs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1536 × 1024 Aperio SVS (YCbCr JPEG tiles of 256 px, levels 1 and 4) of smooth tissue-like colour."""
+    y, x = np.mgrid[0:1024, 0:1536]
+    rgb = np.stack(
+        [180 + 60 * np.sin(x / 37.0), 120 + 70 * np.cos(y / 23.0), 200 + 40 * np.sin((x + y) / 51.0)], axis=-1
+    )
+    path = tmp_path_factory.mktemp("slides") / "generated.svs"
+    write_aperio_svs(path, np.clip(rgb, 0, 255).astype(np.uint8), mpp=0.25, app_mag=40, quality=90)
+    return path
+
+
+def write_coords(path: Path, coords: object, *, patch_size_level0: int = 256, target_patch_size: int = 256) -> Path:
+    """A coords h5 in the tiling stage's schema (patches at level 0)."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("coords", data=np.asarray(coords, dtype=np.int64).reshape(-1, 2))
+        dataset.attrs.update(
+            patch_size_level0=patch_size_level0,
+            patch_size=patch_size_level0,
+            patch_level=0,
+            target_patch_size=target_patch_size,
+            target_mpp=0.5,
+            status="ok",
+        )
+    return path
+
+
+def openslide_patches(slide: Path, coords: np.ndarray, level0: int, read: int) -> torch.Tensor:
+    dataset = SlidePatchDataset(slide, coords, level0, read, 224)
+    return torch.stack([dataset[index][0] for index in range(len(coords))])
+
+
+def tile_patches(slide: Path, coords: np.ndarray, level0: int, read: int, device: torch.device = CPU) -> torch.Tensor:
+    reader = TilePatchReader(JpegTiffPyramid(slide), coords, level0, read, 224, device)
+    images, failed = reader.read_batch(np.arange(len(coords)))
+    assert not failed.any()
+    return images.cpu()
+
+
+def assert_close_images(actual: torch.Tensor, expected: torch.Tensor, mean: float, worst: int) -> None:
+    difference = (actual.int() - expected.int()).abs()
+    assert actual.shape == expected.shape and actual.dtype == torch.uint8
+    assert difference.float().mean() <= mean and difference.max() <= worst
+
+
+def corrupt_tile(slide: Path, page: int, tile: int) -> None:
+    """Overwrite the first bytes of one tile of `page` so that no JPEG decoder accepts it."""
+    with tifffile.TiffFile(slide) as tiff:
+        offset = tiff.pages[page].dataoffsets[tile]
+    with slide.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\x00" * 64)
+
+
+def test_generated_svs_patches_equal_openslide_within_rounding(generated_svs: Path) -> None:
+    expected = openslide_patches(generated_svs, GENERATED_COORDS, 512, 256)
+    assert_close_images(tile_patches(generated_svs, GENERATED_COORDS, 512, 256), expected, mean=0.2, worst=2)
+
+
+def test_patches_at_native_size_equal_openslide_exactly(generated_svs: Path) -> None:
+    expected = openslide_patches(generated_svs, GENERATED_COORDS, 224, 224)
+    assert torch.equal(tile_patches(generated_svs, GENERATED_COORDS, 224, 224), expected)
+
+
+def test_splitting_tiles_between_cpu_threads_and_the_device_keeps_every_patch(generated_svs: Path) -> None:
+    pyramid = JpegTiffPyramid(generated_svs)
+    split = TilePatchReader(pyramid, GENERATED_COORDS, 512, 256, 224, CPU, cpu_decode_share=0.5, cpu_threads=3)
+    images, failed = split.read_batch(np.arange(len(GENERATED_COORDS)))
+    split.close()
+    assert not failed.any()
+    assert torch.equal(images, tile_patches(generated_svs, GENERATED_COORDS, 512, 256))
+
+
+def test_patches_from_a_reduced_level_match_openslide(generated_svs: Path) -> None:
+    expected = openslide_patches(generated_svs, GENERATED_COORDS[:3], 1024, 256)
+    assert_close_images(tile_patches(generated_svs, GENERATED_COORDS[:3], 1024, 256), expected, mean=1.0, worst=40)
+
+
+def test_aperio_rgb_jpeg_tiles_with_tables_match_openslide_colours() -> None:
+    expected = openslide_patches(CMU, TISSUE_COORDS, 512, 256)
+    assert_close_images(tile_patches(CMU, TISSUE_COORDS, 512, 256), expected, mean=0.2, worst=2)
+
+
+def test_levels_and_best_level_follow_openslide(generated_svs: Path) -> None:
+    pyramid = JpegTiffPyramid(generated_svs)
+    with openslide.OpenSlide(generated_svs) as slide:
+        assert [(level.width, level.height) for level in pyramid.levels] == list(slide.level_dimensions)
+        assert [level.downsample for level in pyramid.levels] == pytest.approx(slide.level_downsamples)
+        for downsample in (1, 2, 3.99, 4, 9):
+            assert pyramid.best_level(downsample) == slide.get_best_level_for_downsample(downsample)
+
+
+def test_deflate_tiff_is_not_taken_by_the_tile_reader(tmp_path: Path) -> None:
+    slide = tmp_path / "deflate.tif"
+    tifffile.imwrite(
+        slide, np.zeros((512, 512, 3), np.uint8), tile=(256, 256), photometric="rgb", compression="deflate"
+    )
+    with pytest.raises(UnsupportedSlide, match="not JPEG"):
+        JpegTiffPyramid(slide)
+
+
+def test_explicit_tiles_reader_on_unsupported_slide_raises_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    slide = tmp_path / "deflate.tif"
+    tifffile.imwrite(
+        slide, np.zeros((512, 512, 3), np.uint8), tile=(256, 256), photometric="rgb", compression="deflate"
+    )
+    coords = write_coords(tmp_path / "coords.h5", [[0, 0]])
+    out = tmp_path / "features.h5"
+    with pytest.raises(InputError, match=r"deflate\.tif.*--reader openslide"):
+        extract_features(slide, coords, out, reader="tiles", allow_random_weights=True)
+    assert not out.exists()
+
+
+def test_corrupt_tile_is_reread_through_openslide_at_another_level(generated_svs: Path, tmp_path: Path) -> None:
+    slide = tmp_path / "corrupt.svs"
+    slide.write_bytes(generated_svs.read_bytes())
+    corrupt_tile(slide, page=0, tile=0)
+    coords = GENERATED_COORDS[:2]
+    reader = TilePatchReader(JpegTiffPyramid(slide), coords, 512, 256, 224, CPU)
+    assert reader.read_batch(np.arange(2))[1].tolist() == [True, False]
+    images, blank = next(iter(tile_batches(reader, SlidePatchDataset(slide, coords, 512, 256, 224), 2)))
+    assert blank.tolist() == [False, False]
+    intact = openslide_patches(generated_svs, coords, 512, 256)
+    assert_close_images(images, intact, mean=6.0, worst=255)
+
+
+def test_openslide_dataset_retries_a_corrupt_tile_at_another_level(generated_svs: Path, tmp_path: Path) -> None:
+    slide = tmp_path / "corrupt.svs"
+    slide.write_bytes(generated_svs.read_bytes())
+    corrupt_tile(slide, page=0, tile=0)
+    image, blank = SlidePatchDataset(slide, [[0, 0]], 512, 256, 224)[0]
+    assert not blank
+    assert_close_images(image[None], openslide_patches(generated_svs, [[0, 0]], 512, 256), mean=6.0, worst=255)
+
+
+def test_tiles_and_openslide_readers_give_the_same_features(generated_svs: Path, tmp_path: Path) -> None:
+    coords = write_coords(tmp_path / "coords.h5", GENERATED_COORDS[:4], patch_size_level0=512, target_patch_size=256)
+    results = {}
+    for reader in ("tiles", "openslide"):
+        result = extract_features(
+            generated_svs, coords, tmp_path / f"{reader}.h5", allow_random_weights=True, batch_size=4, reader=reader
+        )
+        assert result.reader == read_features(tmp_path / f"{reader}.h5")[2]["reader"] == reader
+        results[reader] = read_features(tmp_path / f"{reader}.h5")[0]
+    scale = np.abs(results["openslide"]).mean()
+    assert np.abs(results["tiles"] - results["openslide"]).mean() < 0.02 * scale
+
+
+def test_auto_reader_on_cpu_is_openslide(generated_svs: Path, tmp_path: Path) -> None:
+    coords = write_coords(tmp_path / "coords.h5", GENERATED_COORDS[:1])
+    result = extract_features(generated_svs, coords, tmp_path / "features.h5", allow_random_weights=True)
+    assert result.reader == "openslide"
+
+
+@needs_cuda
+@pytest.mark.parametrize("slide_name", ["generated", "cmu"])
+def test_nvjpeg_patches_equal_openslide_within_rounding(slide_name: str, generated_svs: Path) -> None:
+    slide, coords = (generated_svs, GENERATED_COORDS) if slide_name == "generated" else (CMU, TISSUE_COORDS)
+    expected = openslide_patches(slide, coords, 512, 256)
+    actual = tile_patches(slide, coords, 512, 256, torch.device("cuda"))
+    assert_close_images(actual, expected, mean=1.0, worst=16)
+
+
+@needs_cuda
+def test_nvjpeg_with_a_cpu_share_equals_openslide_within_rounding(generated_svs: Path) -> None:
+    reader = TilePatchReader(
+        JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, torch.device("cuda"), cpu_decode_share=0.5
+    )
+    images, failed = reader.read_batch(np.arange(len(GENERATED_COORDS)))
+    reader.close()
+    assert not failed.any()
+    assert_close_images(images.cpu(), openslide_patches(generated_svs, GENERATED_COORDS, 512, 256), mean=1.0, worst=16)
+
+
+@needs_cuda
+def test_auto_reader_on_cuda_decodes_tiles_and_matches_cpu_features(tmp_path: Path) -> None:
+    coords = write_coords(tmp_path / "coords.h5", TISSUE_COORDS, patch_size_level0=512, target_patch_size=256)
+    cuda = extract_features(CMU, coords, tmp_path / "cuda.h5", allow_random_weights=True, device="cuda")
+    cpu = extract_features(CMU, coords, tmp_path / "cpu.h5", allow_random_weights=True, reader="openslide")
+    assert (cuda.reader, cpu.reader) == ("tiles", "openslide")
+    on_cuda, on_cpu = read_features(tmp_path / "cuda.h5")[0], read_features(tmp_path / "cpu.h5")[0]
+    assert np.corrcoef(on_cuda.ravel(), on_cpu.ravel())[0, 1] > 0.99
