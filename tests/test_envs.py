@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
+import importlib.metadata
+import inspect
 import re
+import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -81,3 +87,63 @@ def test_every_rule_environment_exists() -> None:
         referenced.update(re.findall(r'"\.\./\.\./(envs/[^"]+)"', rule_file.read_text()))
     assert referenced, "rules name no conda environments"
     assert sorted(path for path in referenced if not (ROOT / path).exists()) == []
+
+
+OPTIONAL_IMPORTS = {"mamba_ssm"}
+"""Imported only when installed (the `gpu` extra, installed against the user's CUDA; see README)."""
+
+
+def _rule_commands() -> list[tuple[str, str]]:
+    """(conda environment, memamba subcommand) of every rule whose shell runs `memamba`."""
+    pairs = []
+    for rule_file in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=\s*rule\b)", rule_file.read_text(), flags=re.MULTILINE):
+            env = re.search(r'conda:\s*\n\s*"\.\./\.\./(envs/[^"]+)"', block)
+            command = re.search(r'shell:\s*\n\s*"[^"]*?\bmemamba (\w+)', block)
+            if env and command:
+                pairs.append((env.group(1), command.group(1)))
+    return pairs
+
+
+def _memamba_module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.exists()), None)
+
+
+def _imported_names(source: str) -> set[str]:
+    """Every module named by an import statement (module-level or inside functions) of `source`."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _third_party_imports(subcommand: str) -> set[str]:
+    """Top-level third-party modules that a `memamba` subcommand can import, following memamba's own imports."""
+    from memamba.cli import build_parser
+
+    subparsers = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    handler = subparsers.choices[subcommand].get_default("handler")
+    pending, seen, third_party = list(_imported_names(textwrap.dedent(inspect.getsource(handler)))), set(), set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        top = name.split(".")[0]
+        if top != "memamba":
+            third_party.add(top)
+        elif (path := _memamba_module_file(name)) is not None:
+            pending.extend(_imported_names(path.read_text()))
+    return third_party - set(sys.stdlib_module_names) - OPTIONAL_IMPORTS
+
+
+@pytest.mark.parametrize(("env", "subcommand"), _rule_commands(), ids=lambda value: str(value))
+def test_rule_environment_pins_everything_its_command_imports(env: str, subcommand: str) -> None:
+    distributions = importlib.metadata.packages_distributions()
+    needed = {_normalise(dist) for module in _third_party_imports(subcommand) for dist in distributions[module]}
+    pinned = set(_pins(_env_pip_entries(ROOT / env)))
+    assert sorted(needed - pinned) == []

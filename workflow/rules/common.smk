@@ -1,5 +1,6 @@
 # Shared definitions: output layout, cohorts and their slides, wildcard constraints, command-line arguments.
 import json
+import os
 from functools import cache
 from pathlib import Path
 
@@ -122,3 +123,13 @@ def weights_argument():
 
 def json_argument(value):
     return json.dumps(value, sort_keys=True)
+
+
+# Cluster helpers (profiles/slurm). HDF5 file locks fail on many network file systems (NFS, Lustre); every job
+# inherits this unless the user set it. A GPU is requested only when the stage is configured to use one.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+
+def gpus(device):
+    """GPUs a job asks the scheduler for: 1 on a CUDA device, 0 on the CPU."""
+    return 1 if str(device).startswith("cuda") else 0
