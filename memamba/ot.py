@@ -22,16 +22,20 @@ which keeps memory independent of the number of iterations.
 Backends of sinkhorn_potentials:
 - "streaming": log-domain Sinkhorn in plain PyTorch; the soft-min (logsumexp over one cloud) is taken
   tile by tile, each tile holding at most tile_elements point pairs, so an iteration needs
-  O(tile_elements + N + M) memory instead of the O(N·M) cost matrix (and never N·M·d). The last,
+  O(tile_elements + N + M) memory instead of the O(N·M) cost matrix (and never N·M·d); when N·M fits
+  in one tile, the cost matrix is computed once for all iterations. The last,
   differentiable update keeps its tiles for backward (O(N·M) scalars).
 - "tensorized": GeomLoss with a dense N x M cost matrix.
-- "geomloss_online": GeomLoss with KeOps on-the-fly reductions. KeOps crashes (segfault) on the GPU
-  machine this project runs on, so this backend is selectable but meant to be used only where a probe
-  has shown that KeOps works.
+- "geomloss_online": GeomLoss with KeOps on-the-fly reductions, O(N + M) memory. KeOps can crash the
+  process (pykeops 2.3 segfaults on CUDA 13), so it runs only where memamba.keops_probe has shown that
+  KeOps works on the device; elsewhere the streaming backend is used instead (logged once).
+- "auto": "tensorized" up to TENSORIZED_MAX_PAIRS point pairs (N·M), above that "geomloss_online" where
+  KeOps works and "streaming" otherwise; a tolerance is applied only when "streaming" is chosen.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Callable
@@ -42,9 +46,12 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-OT_BACKENDS = ("streaming", "tensorized", "geomloss_online")
+OT_BACKENDS = ("streaming", "tensorized", "geomloss_online", "auto")
+TENSORIZED_MAX_PAIRS = 2**24
+"""Largest N·M for which "auto" picks the dense GeomLoss backend (its cost matrices then take ~64 MB each)."""
 COSTS = ("sqeuclidean", "cosine")
 DEFAULT_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+_FALLBACKS_LOGGED: set[str] = set()
 
 
 def sinkhorn_potentials(
@@ -70,6 +77,11 @@ def sinkhorn_potentials(
     updates spent on reaching it; tile_elements: most point pairs per tile of the streaming backend.
     """
     _check_choice("OT backend", backend, OT_BACKENDS)
+    if backend == "auto":
+        backend = auto_ot_backend(len(x), len(y), x.device.type)
+        tolerance = tolerance if backend == "streaming" else None
+    elif backend == "geomloss_online" and not _keops_works(x.device.type):
+        backend = "streaming"
     x, y = _prepare(x, cost), _prepare(y, cost)
     if not 0 < scaling < 1:
         raise ValueError(f"scaling must lie in (0, 1), got {scaling}")
@@ -80,6 +92,29 @@ def sinkhorn_potentials(
     if tolerance is not None:
         raise ValueError(f"an OT tolerance needs the streaming backend; GeomLoss ({backend}) only runs its schedule")
     return _sinkhorn_geomloss(x, y, blur, reach, scaling, diameter, online=backend == "geomloss_online")
+
+
+def auto_ot_backend(n: int, m: int, device_type: str) -> str:
+    """The backend "auto" picks for N x M point pairs on a device type (see the module docstring).
+
+    Without GeomLoss installed, always "streaming".
+    """
+    if importlib.util.find_spec("geomloss") is None:
+        return "streaming"
+    if n * m <= TENSORIZED_MAX_PAIRS:
+        return "tensorized"
+    return "geomloss_online" if _keops_works(device_type) else "streaming"
+
+
+def _keops_works(device_type: str) -> bool:
+    """memamba.keops_probe's verdict; the first "broken" verdict per device type is logged as a fallback."""
+    from memamba.keops_probe import probe_keops
+
+    verdict = probe_keops(device_type)
+    if not verdict.works and device_type not in _FALLBACKS_LOGGED:
+        _FALLBACKS_LOGGED.add(device_type)
+        logger.warning("KeOps is broken on %s (%s): OT uses the streaming backend instead", device_type, verdict.reason)
+    return verdict.works
 
 
 def transport_plan(
@@ -162,12 +197,23 @@ def _sinkhorn_streaming(
         return _damping(eps, rho) * _softmin(eps, points, x_fixed, log_a + f / eps, tile_elements)
 
     with torch.no_grad():
-        f, g = update_f(eps_list[0], log_b.new_zeros(len(y))), update_g(eps_list[0], log_a.new_zeros(len(x)))
+        iterate_f, iterate_g = update_f, update_g
+        if len(x) * len(y) <= tile_elements:
+            # The whole cost matrix fits in one tile: compute it once for all iterations.
+            cost = _cost_matrix(x_fixed, y_fixed)
+
+            def iterate_f(eps: float, g: torch.Tensor) -> torch.Tensor:
+                return _damping(eps, rho) * _dense_softmin(eps, cost, log_b + g / eps)
+
+            def iterate_g(eps: float, f: torch.Tensor) -> torch.Tensor:
+                return _damping(eps, rho) * _dense_softmin(eps, cost.T, log_a + f / eps)
+
+        f, g = iterate_f(eps_list[0], log_b.new_zeros(len(y))), iterate_g(eps_list[0], log_a.new_zeros(len(x)))
         for eps in eps_list:
-            f, g = (f + update_f(eps, g)) / 2, (g + update_g(eps, f)) / 2
+            f, g = (f + iterate_f(eps, g)) / 2, (g + iterate_g(eps, f)) / 2
         final_eps = eps_list[-1]
         if tolerance is not None:
-            f, g = _refine(f, g, final_eps, update_f, update_g, tolerance, max_iters)
+            f, g = _refine(f, g, final_eps, iterate_f, iterate_g, tolerance, max_iters)
     return update_f(final_eps, g, x), update_g(final_eps, f, y)
 
 
@@ -206,6 +252,11 @@ def _softmin(eps: float, x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, tile
             total = part if total is None else torch.logaddexp(total, part)
         result.append(total)
     return -eps * torch.cat(result)
+
+
+def _dense_softmin(eps: float, cost: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Soft C-transform [N] from a precomputed cost [N, M]: -ε log Σ_j exp(h_j - cost_ij / ε)."""
+    return -eps * torch.logsumexp(h[None, :] - cost / eps, dim=1)
 
 
 def _sinkhorn_geomloss(

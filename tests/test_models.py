@@ -149,6 +149,15 @@ def test_synergistic_expert_aligned_tokens_are_means_of_patches() -> None:
     torch.testing.assert_close(aligned, pathology.mean(dim=0).expand(6, -1), rtol=0, atol=1e-3)
 
 
+def test_synergistic_expert_solves_ot_in_float32_under_bfloat16_autocast() -> None:
+    pathology, genomic = torch.randn(50, 8), torch.randn(6, 8)
+    expected = SynergisticExpert()(pathology, genomic)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        aligned = SynergisticExpert()(pathology, genomic)[0]
+    assert aligned.dtype == torch.float32
+    torch.testing.assert_close(aligned, expected)
+
+
 def test_synergistic_expert_without_mmd_has_zero_loss() -> None:
     _, loss = SynergisticExpert(use_mmd=False)(torch.randn(40, 8), torch.randn(6, 8))
     assert float(loss) == 0.0

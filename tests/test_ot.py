@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from memamba.keops_probe import probe_keops
 from memamba.ot import (
     barycentric_projection,
     cost_matrix,
@@ -42,6 +43,15 @@ def test_streaming_and_tensorized_backends_give_same_potentials_and_plan(reach: 
     assert relative_error(plan_stream, plan_dense) < 1e-4
 
 
+@pytest.mark.parametrize("reach", [None, 1.0])
+def test_streaming_gives_the_same_potentials_with_one_tile_as_with_many(reach: float | None) -> None:
+    x, y = clouds()
+    one_tile = sinkhorn_potentials(x, y, blur=0.3, reach=reach, tolerance=1e-3)
+    many_tiles = sinkhorn_potentials(x, y, blur=0.3, reach=reach, tolerance=1e-3, tile_elements=50)
+    assert relative_error(one_tile[0], many_tiles[0]) < 1e-4
+    assert relative_error(one_tile[1], many_tiles[1]) < 1e-4
+
+
 def test_streaming_and_tensorized_backends_give_same_gradients() -> None:
     x, y = clouds()
     grads = []
@@ -54,13 +64,25 @@ def test_streaming_and_tensorized_backends_give_same_gradients() -> None:
     assert relative_error(grads[0], grads[1]) < 1e-3
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pykeops") is None, reason="pykeops is not installed")
-def test_geomloss_online_backend_matches_streaming() -> None:
+def keops_verdict() -> str:
+    """Why KeOps cannot run here ("" when it can), from memamba.keops_probe."""
+    if importlib.util.find_spec("pykeops") is None:
+        return "pykeops is not installed"
+    verdict = probe_keops("cpu")
+    return "" if verdict.works else verdict.reason
+
+
+@pytest.mark.parametrize("reach", [None, 1.0])
+def test_geomloss_online_backend_gives_the_streaming_potentials_and_plan(reach: float | None) -> None:
+    if reason := keops_verdict():
+        pytest.skip(f"KeOps does not work here: {reason}")
     x, y = clouds()
-    f_online, g_online = sinkhorn_potentials(x, y, blur=0.3, backend="geomloss_online")
-    f_stream, g_stream = sinkhorn_potentials(x, y, blur=0.3)
+    f_online, g_online = sinkhorn_potentials(x, y, blur=0.3, reach=reach, backend="geomloss_online")
+    f_stream, g_stream = sinkhorn_potentials(x, y, blur=0.3, reach=reach)
     assert relative_error(f_online, f_stream) < 1e-4
     assert relative_error(g_online, g_stream) < 1e-4
+    plan_online = transport_plan(f_online, g_online, x, y, blur=0.3)
+    assert relative_error(plan_online, transport_plan(f_stream, g_stream, x, y, blur=0.3)) < 1e-4
 
 
 def test_balanced_plan_has_uniform_marginals_at_tolerance() -> None:

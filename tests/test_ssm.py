@@ -101,3 +101,20 @@ def test_mamba_layer_starts_with_s4d_real_state_matrix() -> None:
     layer = MambaLayer(8, d_state=4)
     expected = -torch.arange(1, 5, dtype=torch.float32).expand(16, 4)
     torch.testing.assert_close(-torch.exp(layer.A_log), expected)
+
+
+def test_torch_scan_gradients_under_bfloat16_autocast_match_float32_gradients() -> None:
+    exact = {name: value.to(torch.bfloat16).float() for name, value in scan_inputs(40, torch.float32).items()}
+    mixed = {
+        name: value.to(torch.bfloat16) if name in ("u", "delta", "B", "C") else value for name, value in exact.items()
+    }
+    for inputs in (exact, mixed):
+        for value in inputs.values():
+            value.requires_grad_()
+    selective_scan(**exact, backend="torch", chunk_size=16).sum().backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scanned = selective_scan(**mixed, backend="torch", chunk_size=16)
+    scanned.float().sum().backward()
+    for name in exact:
+        assert mixed[name].grad.dtype == mixed[name].dtype, name
+        torch.testing.assert_close(mixed[name].grad.float(), exact[name].grad, rtol=2e-2, atol=2e-2, msg=name)

@@ -15,6 +15,8 @@ _MODELS = {
     "memamba": ("memamba.models.memamba", "MEMamba"),
     "snn": ("memamba.models.baselines", "SNN"),
     "abmil": ("memamba.models.baselines", "ABMIL"),
+    "mcat": ("memamba.models.coattention", "MCAT"),
+    "motcat": ("memamba.models.coattention", "MOTCat"),
 }
 MODEL_NAMES = tuple(_MODELS)
 _DATA_ARGS = ("feature_dim", "group_sizes", "n_bins")

@@ -29,7 +29,7 @@ class SynergisticExpert(nn.Module):
     use_mmd: MMD² (memamba.ot.mmd, biased) between the L2-normalised A and G, so that the bandwidths
     mean the same whatever the token scale; 0 when off.
     ot_backend, blur, reach, cost, scaling, tolerance: see memamba.ot.sinkhorn_potentials (tolerance
-    needs the streaming backend: the GeomLoss backends stop after the ε-scaling schedule).
+    needs the streaming or auto backend: the GeomLoss backends stop after the ε-scaling schedule).
     The module has no parameters of its own.
     """
 
@@ -51,8 +51,9 @@ class SynergisticExpert(nn.Module):
             raise ValueError(f"unknown ot_backend {ot_backend!r}; valid: {', '.join(OT_BACKENDS)}")
         if cost not in COSTS:
             raise ValueError(f"unknown OT cost {cost!r}; valid: {', '.join(COSTS)}")
-        if tolerance is not None and ot_backend != "streaming":
-            raise ValueError(f"an OT tolerance needs ot_backend 'streaming'; set it to None for {ot_backend!r}")
+        if tolerance is not None and ot_backend not in ("streaming", "auto"):
+            message = f"an OT tolerance needs ot_backend 'streaming' or 'auto'; set it to None for {ot_backend!r}"
+            raise ValueError(message)
         self.ot_args = {
             "blur": blur,
             "reach": reach,
@@ -66,7 +67,16 @@ class SynergisticExpert(nn.Module):
         self.mmd_bandwidths = tuple(mmd_bandwidths)
 
     def forward(self, pathology: torch.Tensor, genomics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pathology [N, d], genomics [M, d] -> (aligned pathology [M, d], MMD loss scalar)."""
+        """pathology [N, d], genomics [M, d] -> (aligned pathology [M, d], MMD loss scalar), in float32.
+
+        OT runs in float32 even under autocast: a bfloat16 cost divided by a small ε would shift the
+        Gibbs kernel's exponents by tenths of a nat.
+        """
+        with torch.autocast(pathology.device.type, enabled=False):
+            return self._align(pathology.float(), genomics.float())
+
+    def _align(self, pathology: torch.Tensor, genomics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward without the autocast guard."""
         if self.use_ot:
             f, g = sinkhorn_potentials(pathology, genomics, **self.ot_args)
             plan = transport_plan(f, g, pathology, genomics, blur=self.blur, cost=self.cost)
