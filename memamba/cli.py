@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from memamba import __version__
-from memamba.commands import demo, evaluate, features, genomics, report, tile, train
+from memamba.commands import demo, doctor, evaluate, features, genomics, predict, report, tile, train
 from memamba.errors import InputError
 
-COMMAND_MODULES = (demo, tile, features, genomics, train, evaluate, report)
+COMMAND_MODULES = (demo, tile, features, genomics, train, evaluate, predict, report, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

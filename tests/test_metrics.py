@@ -14,6 +14,7 @@ import torch
 
 from memamba.errors import InputError
 from memamba.evaluate.metrics import evaluation_times, fold_metrics, harrell_c, survival_at, uno_c
+from memamba.evaluate.pooled import assign_risk_groups
 from memamba.evaluate.summarize import evaluate_model, write_summary_table
 from memamba.train.loss import risk_from_logits, survival_curve, survival_nll
 
@@ -197,10 +198,30 @@ def test_pooled_c_index_bootstrap_ci_is_seeded_and_brackets_the_estimate(tmp_pat
 def test_evaluate_writes_km_figures_and_a_log_rank_p_value(tmp_path: Path) -> None:
     run_dir = fake_run(tmp_path, [0.6, 0.7])
     summary = evaluate_model(run_dir, 2, bootstrap=10)
-    assert 0.0 < summary["risk_groups"]["log_rank"]["p_value"] < 1.0
+    assert 0.0 < summary["risk_groups"]["median"]["log_rank"]["p_value"] < 1.0
     assert (run_dir / "km.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (run_dir / "km.svg").read_bytes()
     assert json.loads((run_dir / "summary.json").read_text())["n_folds"] == 2
+
+
+def test_tertile_split_has_three_groups_its_own_km_figure_and_stored_cutoffs(tmp_path: Path) -> None:
+    run_dir = fake_run(tmp_path, [0.6, 0.7, 0.8])
+    tertiles = evaluate_model(run_dir, 3, bootstrap=0)["risk_groups"]["tertiles"]
+    assert sorted(tertiles["n"].values()) == [12, 12, 12]
+    assert len(tertiles["cutoffs_normalised"]) == 2
+    assert tertiles["log_rank"]["p_value"] is not None
+    assert (run_dir / "km_tertiles.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (run_dir / "km_tertiles.svg").read_bytes()
+
+
+def test_risk_groups_at_stored_cutoffs_are_low_intermediate_high() -> None:
+    groups = assign_risk_groups(np.array([0.1, 0.34, 0.5, 0.9]), [1 / 3, 2 / 3], "tertiles")
+    assert groups.tolist() == ["low", "intermediate", "intermediate", "high"]
+
+
+def test_unknown_risk_group_scheme_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="quartiles"):
+        evaluate_model(fake_run(tmp_path, [0.6, 0.7]), 2, risk_group_schemes=["quartiles"])
 
 
 def test_missing_fold_output_is_an_input_error_naming_the_file(tmp_path: Path) -> None:

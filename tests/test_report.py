@@ -58,9 +58,16 @@ def test_report_contains_the_summary_table_rows(report: str) -> None:
 
 def test_report_embeds_km_training_curve_and_qc_images(report: str) -> None:
     sources = re.findall(r'<img src="([^"]+)"', report)
-    assert len(sources) == 3
+    assert len(sources) == 4  # KM median, KM tertiles, training curves, one QC thumbnail
+    assert 'alt="Kaplan–Meier curves (tertiles)' in report
     assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert "TCGA-00-0000-01Z" in report
+
+
+def test_report_puts_models_side_by_side_with_mean_sd_and_pooled_ci(report: str) -> None:
+    comparison = report.split("<h2>Models side by side</h2>")[1].split("</table>")[0]
+    assert "0.66 ± 0.07071" in comparison  # c_index of folds 0.61 and 0.71
+    assert re.search(r"\[0\.\d+, 0\.\d+\]", comparison)
 
 
 def test_report_has_no_external_links(report: str) -> None:

@@ -54,3 +54,17 @@ def test_kernel_in_bfloat16_equals_torch_scan_in_float32(length: int) -> None:
     ours_y = selective_scan(*fp32_inputs, backend="torch")
     scale = ours_y.abs().max()
     torch.testing.assert_close(kernel_y / scale, ours_y / scale, rtol=0, atol=2e-2)
+
+
+def test_mamba_layer_under_bf16_autocast_runs_the_kernel_like_the_torch_scan() -> None:
+    from memamba.models.mamba import MambaLayer
+
+    torch.manual_seed(0)
+    layer = MambaLayer(64, scan_backend="mamba_ssm").cuda()
+    tokens = torch.randn(1, 500, 64, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        kernel = layer(tokens).float()
+        layer.scan_backend = "torch"
+        ours = layer(tokens).float()
+    scale = ours.abs().max()
+    torch.testing.assert_close(kernel / scale, ours / scale, rtol=0, atol=3e-2)

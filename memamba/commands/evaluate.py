@@ -14,6 +14,13 @@ def add_parser(subparsers: SubParsers) -> None:
     parser.add_argument("--folds", type=int, required=True)
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the pooled C CI")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--risk-groups",
+        nargs="+",
+        default=["median", "tertiles"],
+        metavar="SCHEME",
+        help="risk group splits with a KM figure each: median, tertiles (default both)",
+    )
     parser.set_defaults(handler=run)
 
     summarize = subparsers.add_parser("summarize", help="one summary.csv over cohorts x models x metrics")
@@ -25,7 +32,9 @@ def add_parser(subparsers: SubParsers) -> None:
 def run(args: argparse.Namespace) -> None:
     from memamba.evaluate.summarize import evaluate_model
 
-    evaluate_model(args.run_dir, args.folds, bootstrap=args.bootstrap, seed=args.seed)
+    evaluate_model(
+        args.run_dir, args.folds, bootstrap=args.bootstrap, seed=args.seed, risk_group_schemes=args.risk_groups
+    )
 
 
 def run_summarize(args: argparse.Namespace) -> None:

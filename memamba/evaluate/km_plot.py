@@ -9,7 +9,7 @@ import numpy as np
 
 from memamba.io import atomic_output
 
-GROUP_COLOURS = {"low": "#1f77b4", "high": "#d62728"}
+GROUP_COLOURS = {"low": "#1f77b4", "intermediate": "#ff7f0e", "high": "#d62728"}
 
 
 def plot_risk_groups(
@@ -33,7 +33,7 @@ def plot_risk_groups(
     from sksurv.nonparametric import kaplan_meier_estimator
 
     event = np.asarray(censorship) == 0
-    names = [name for name in ("low", "high") if name in set(groups)]
+    names = [name for name in GROUP_COLOURS if name in set(groups)]
     figure, (curve_axis, table_axis) = plt.subplots(
         2, 1, figsize=(6.4, 5.2), gridspec_kw={"height_ratios": [4, 1]}, sharex=True
     )

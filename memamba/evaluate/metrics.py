@@ -8,8 +8,10 @@ Conventions (times in months, censorship 1 = censored, event = 1 - censorship):
 - Uno's C uses the training fold's censoring distribution and truncates at tau; by default tau is the 90th
   percentile of the training fold's follow-up times (`default_tau`), so the inverse-probability-of-censoring
   weights stay away from the unstable tail of the censoring Kaplan–Meier (Uno et al. need P(C > tau) > 0).
-- The integrated Brier score and mean AUC use `evaluation_times`: the 10th … 90th percentiles of the held-out
-  follow-up, kept where they lie inside both the held-out and the training follow-up range. Held-out patients
+- The integrated Brier score and mean AUC use one time grid shared by all folds when given (`times`, see
+  memamba.evaluate.settings: percentiles of the whole cohort's follow-up or fixed months), else
+  `evaluation_times` (the 10th … 90th percentiles of the held-out follow-up). Either way a fold keeps the grid
+  times inside both its held-out and its training follow-up range (`restrict_grid`). Held-out patients
   are administratively censored at the end of that range (which leaves every score at the grid times unchanged
   and keeps the censoring weights defined).
 - Survival probabilities at a time t come from the discrete-time curve as a right-continuous step function:
@@ -90,15 +92,27 @@ def default_tau(train_months: Sequence[float]) -> float:
     return float(np.quantile(np.asarray(train_months, dtype=float), TAU_QUANTILE))
 
 
-def evaluation_times(val_months: Sequence[float], train_months: Sequence[float]) -> np.ndarray:
-    """Time grid (months) for the Brier score and AUC: held-out follow-up percentiles inside both ranges."""
+def evaluation_times(
+    val_months: Sequence[float], train_months: Sequence[float], times: Sequence[float] | None = None
+) -> np.ndarray:
+    """Time grid (months) for the Brier score and AUC: `times` (or, when None, the held-out follow-up
+    percentiles) restricted to the held-out and the training follow-up range."""
+    val = np.asarray(val_months, dtype=float)
+    if val.size == 0:
+        return np.empty(0)
+    grid = np.quantile(val, GRID_QUANTILES) if times is None else np.asarray(times, dtype=float)
+    return restrict_grid(grid, val, train_months)
+
+
+def restrict_grid(grid: Sequence[float], val_months: Sequence[float], train_months: Sequence[float]) -> np.ndarray:
+    """Sorted unique grid times t (months) with max(min val, min train) <= t < min(max val, max train)."""
     val = np.asarray(val_months, dtype=float)
     train = np.asarray(train_months, dtype=float)
     if val.size == 0 or train.size == 0:
         return np.empty(0)
     start = max(val.min(), train.min())
     horizon = min(val.max(), train.max())
-    grid = np.unique(np.quantile(val, GRID_QUANTILES))
+    grid = np.unique(np.asarray(grid, dtype=float))
     return grid[(grid >= start) & (grid < horizon)]
 
 
@@ -123,17 +137,19 @@ def fold_metrics(
     train_censorship: Sequence[int],
     *,
     tau: float | None = None,
+    times: Sequence[float] | None = None,
 ) -> dict[str, MetricValue]:
     """All held-out metrics of one fold, the training fold serving as the censoring reference.
 
     val_surv_curves: [n_val, K] discrete-time survival; bin_edges: [K + 1] months; tau: Uno's truncation
-    (months, None = `default_tau`). Returns {"c_index", "c_index_uno", "ibs", "mean_auc"}.
+    (months, None = `default_tau`); times: shared time grid in months (None = `evaluation_times`'s default).
+    Returns {"c_index", "c_index_uno", "ibs", "mean_auc"}.
     """
     return {
         "c_index": harrell_c(val_months, val_censorship, val_risk),
         "c_index_uno": uno_c(val_months, val_censorship, val_risk, train_months, train_censorship, tau=tau),
         **_time_dependent(
-            val_months, val_censorship, val_risk, val_surv_curves, bin_edges, train_months, train_censorship
+            val_months, val_censorship, val_risk, val_surv_curves, bin_edges, train_months, train_censorship, times
         ),
     }
 
@@ -146,11 +162,12 @@ def _time_dependent(
     bin_edges: Sequence[float],
     train_months: Sequence[float],
     train_censorship: Sequence[int],
+    grid: Sequence[float] | None,
 ) -> dict[str, MetricValue]:
     from sksurv.metrics import cumulative_dynamic_auc, integrated_brier_score
 
     months, event, risk = _as_arrays(val_months, val_censorship, val_risk)
-    times = evaluation_times(months, train_months)
+    times = evaluation_times(months, train_months, grid)
     if times.size < 2:
         reason = f"time grid has {times.size} point(s) inside the held-out and training follow-up (need 2)"
         return {"ibs": metric_missing("IBS", reason), "mean_auc": metric_missing("mean AUC", reason)}

@@ -2,7 +2,8 @@
 
 Risks of different folds come from different models and are not on one scale. Before pooling, every fold's
 risks are replaced by their mid-ranks scaled to (0, 1) within that fold ((rank - 0.5) / n, ties averaged);
-the pooled C-index and the median split into risk groups both use these normalised risks.
+the pooled C-index and the risk groups (median or tertile splits) both use these normalised risks. The
+cut-offs of each split are kept, on that normalised scale, so new patients can be grouped the same way.
 """
 
 from __future__ import annotations
@@ -63,9 +64,19 @@ def pooled_c_index(
     return result
 
 
-def risk_groups(normalised_risk: np.ndarray) -> np.ndarray:
-    """Group labels [n]: "high" above the median of the normalised risks, "low" otherwise."""
-    return np.where(normalised_risk > np.median(normalised_risk), "high", "low")
+RISK_GROUP_SCHEMES = {"median": ("low", "high"), "tertiles": ("low", "intermediate", "high")}
+
+
+def risk_group_cutoffs(normalised_risk: np.ndarray, scheme: str) -> list[float]:
+    """Cut-offs (normalised scale) of a scheme: the median, or the 1/3 and 2/3 quantiles."""
+    n_groups = len(RISK_GROUP_SCHEMES[scheme])
+    return [float(q) for q in np.quantile(normalised_risk, np.arange(1, n_groups) / n_groups)]
+
+
+def assign_risk_groups(normalised_risk: np.ndarray, cutoffs: list[float], scheme: str) -> np.ndarray:
+    """Group labels [n]: a risk above the i-th cut-off (and not above the next) is in group i + 1."""
+    names = np.asarray(RISK_GROUP_SCHEMES[scheme])
+    return names[np.searchsorted(np.asarray(cutoffs, dtype=float), np.asarray(normalised_risk), side="left")]
 
 
 def log_rank(months: np.ndarray, censorship: np.ndarray, groups: np.ndarray) -> dict[str, Any]:

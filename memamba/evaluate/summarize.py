@@ -14,7 +14,14 @@ import numpy as np
 from memamba import __version__
 from memamba.errors import InputError
 from memamba.evaluate.km_plot import plot_risk_groups
-from memamba.evaluate.pooled import log_rank, pooled_c_index, rank_normalise, risk_groups
+from memamba.evaluate.pooled import (
+    RISK_GROUP_SCHEMES,
+    assign_risk_groups,
+    log_rank,
+    pooled_c_index,
+    rank_normalise,
+    risk_group_cutoffs,
+)
 from memamba.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -22,19 +29,34 @@ log = logging.getLogger(__name__)
 POOLED_METRIC = "c_index_pooled"
 
 
+def km_stem(scheme: str) -> str:
+    """File stem of a scheme's KM figure: km (median split) or km_{scheme}."""
+    return "km" if scheme == "median" else f"km_{scheme}"
+
+
 def evaluate_model(
-    run_dir: str | os.PathLike[str], n_folds: int, *, bootstrap: int = 1000, seed: int = 0
+    run_dir: str | os.PathLike[str],
+    n_folds: int,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    risk_group_schemes: Sequence[str] = ("median", "tertiles"),
 ) -> dict[str, Any]:
-    """Summarise run_dir/fold_{0…n_folds-1}/{metrics.json, risks.csv}; write summary.json, km.png, km.svg.
+    """Summarise run_dir/fold_{0…n_folds-1}/{metrics.json, risks.csv}; write summary.json and KM figures.
 
     Per metric: mean and sd (ddof=1) over the folds where it exists, their count, and every fold's value.
     Pooled: Harrell's C of all out-of-fold patients on within-fold rank-normalised risks, with a seeded
-    percentile bootstrap 95% CI (`bootstrap` resamples). Risk groups: median split of the same risks,
-    Kaplan–Meier curves and log-rank test. run_dir is runs/{cohort}/{model}. Returns the summary.
+    percentile bootstrap 95% CI (`bootstrap` resamples). Risk groups, per scheme ("median", "tertiles"):
+    split of the same risks, its cut-offs (normalised scale, reused by `memamba predict`), Kaplan–Meier
+    curves (`km_stem(scheme)`.png/.svg) and log-rank test. run_dir is runs/{cohort}/{model}.
+    Returns the summary.
     """
     import pandas as pd
 
     run_dir = Path(run_dir)
+    unknown = sorted(set(risk_group_schemes) - set(RISK_GROUP_SCHEMES))
+    if unknown or not risk_group_schemes:
+        raise InputError(f"risk group schemes {unknown or '[]'}: choose one or more of {list(RISK_GROUP_SCHEMES)}")
     if n_folds < 1:
         raise InputError(f"{run_dir}: n_folds must be at least 1, got {n_folds}")
     records = [_read_json(run_dir / f"fold_{k}" / "metrics.json") for k in range(n_folds)]
@@ -45,30 +67,40 @@ def evaluate_model(
     months = risks["survival_months"].to_numpy(dtype=float)
     censorship = risks["censorship"].to_numpy(dtype=int)
     normalised = rank_normalise(risks)
-    groups = risk_groups(normalised) if len(risks) else np.empty(0, dtype=str)
-    logrank = log_rank(months, censorship, groups)
 
     cohort, model = run_dir.parent.name, run_dir.name
+    groups_summary = {}
+    for scheme in dict.fromkeys(risk_group_schemes):
+        cutoffs = risk_group_cutoffs(normalised, scheme) if len(risks) else []
+        groups = assign_risk_groups(normalised, cutoffs, scheme) if len(risks) else np.empty(0, dtype=str)
+        logrank = log_rank(months, censorship, groups)
+        stem = km_stem(scheme)
+        groups_summary[scheme] = {
+            "method": f"{scheme} split of within-fold rank-normalised out-of-fold risks",
+            "cutoffs_normalised": cutoffs,
+            "n": {name: int((groups == name).sum()) for name in RISK_GROUP_SCHEMES[scheme]},
+            "log_rank": logrank,
+            "figures": {"png": f"{stem}.png", "svg": f"{stem}.svg"},
+        }
+        plot_risk_groups(
+            months,
+            censorship,
+            groups,
+            [run_dir / f"{stem}.png", run_dir / f"{stem}.svg"],
+            title=f"{cohort} · {model}: out-of-fold risk groups ({scheme})",
+            p_value=logrank["p_value"],
+        )
     summary = {
         "cohort": cohort,
         "model": model,
+        "model_type": records[0].get("model", model),
         "n_folds": n_folds,
         "epochs_per_fold": [record.get("epochs") for record in records],
         "metrics": _aggregate([record["metrics"] for record in records]),
         "pooled_c_index": pooled_c_index(months, censorship, normalised, bootstrap=bootstrap, seed=seed),
-        "risk_groups": {
-            "method": "median split of within-fold rank-normalised out-of-fold risks",
-            "n_low": int((groups == "low").sum()),
-            "n_high": int((groups == "high").sum()),
-            "log_rank": logrank,
-        },
-        "figures": {"km_png": "km.png", "km_svg": "km.svg"},
+        "risk_groups": groups_summary,
         "memamba_version": __version__,
     }
-    plot_risk_groups(
-        months, censorship, groups, [run_dir / "km.png", run_dir / "km.svg"],
-        title=f"{cohort} · {model}: out-of-fold risk groups", p_value=logrank["p_value"],
-    )
     with atomic_output(run_dir / "summary.json") as temporary:
         temporary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     log.info("%s/%s: C-index %s ± %s over %s folds", cohort, model, summary["metrics"]["c_index"]["mean"],

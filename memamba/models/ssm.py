@@ -194,17 +194,22 @@ def _scan_mamba_ssm(
     C: torch.Tensor,
     D_skip: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The mamba-ssm CUDA kernel, which takes channels-first tensors ([B, D, L], [B, N, L])."""
+    """The mamba-ssm CUDA kernel, which takes channels-first tensors ([B, D, L], [B, N, L]).
+
+    The kernel wants delta, B and C in the dtype of u (under autocast they can differ: softplus gives
+    float32) and A, D in float32.
+    """
     if not u.is_cuda:
         raise ValueError("the mamba_ssm selective-scan backend needs CUDA tensors; use backend='torch'")
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
+    dtype = u.dtype
     y = selective_scan_fn(
         u.transpose(1, 2).contiguous(),
-        delta.transpose(1, 2).contiguous(),
-        A.contiguous(),
-        B.transpose(1, 2).contiguous(),
-        C.transpose(1, 2).contiguous(),
+        delta.to(dtype).transpose(1, 2).contiguous(),
+        A.float().contiguous(),
+        B.to(dtype).transpose(1, 2).contiguous(),
+        C.to(dtype).transpose(1, 2).contiguous(),
         None if D_skip is None else D_skip.float().contiguous(),
     )
     return y.transpose(1, 2)

@@ -41,6 +41,7 @@ def write_report(
     """Write one HTML file describing the results under `output_dir` (summary.csv, runs/, tiles/)."""
     output_dir = Path(output_dir)
     sections = [
+        _comparison_section(output_dir / "summary.csv"),
         _summary_section(output_dir / "summary.csv"),
         *(_run_section(path.parent) for path in sorted(output_dir.glob("runs/*/*/summary.json"))),
         _qc_section(output_dir / "tiles"),
@@ -66,6 +67,35 @@ def write_report(
     return out_html
 
 
+def _comparison_section(summary_csv: Path) -> str:
+    """Models side by side (baselines and ablation variants): mean ± sd per metric, pooled C with its CI."""
+    import pandas as pd
+
+    if not summary_csv.exists():
+        return ""
+    table = pd.read_csv(summary_csv)
+    metrics = list(dict.fromkeys(table["metric"]))
+    rows = []
+    for (cohort, model), run in table.groupby(["cohort", "model"], sort=False):
+        by_metric = run.set_index("metric")
+        cells = []
+        for metric in metrics:
+            if metric not in by_metric.index:
+                cells.append(None)
+                continue
+            entry = by_metric.loc[metric]
+            if metric == "c_index_pooled":
+                cells.append(f"{_format(entry['mean'])} [{_format(entry['ci_low'])}, {_format(entry['ci_high'])}]")
+            else:
+                cells.append(f"{_format(entry['mean'])} ± {_format(entry['sd'])}")
+        rows.append([_text(str(cohort)), _text(str(model)), *cells])
+    note = (
+        '<p class="note">mean ± sd over folds (held-out, final epoch); pooled C: out-of-fold, '
+        "within-fold ranks, bootstrap 95% CI.</p>"
+    )
+    return "<h2>Models side by side</h2>\n" + _table(["cohort", "model", *metrics], rows, escaped=True) + note
+
+
 def _summary_section(summary_csv: Path) -> str:
     import pandas as pd
 
@@ -83,20 +113,31 @@ def _run_section(run_dir: Path) -> str:
     name = f"{summary.get('cohort', run_dir.parent.name)} · {summary.get('model', run_dir.name)}"
     parts = [f"<h2>{_text(name)}</h2>"]
     pooled = summary.get("pooled_c_index", {})
-    log_rank = summary.get("risk_groups", {}).get("log_rank", {})
+    model_type = summary.get("model_type")
     parts.append(
-        "<p>Pooled out-of-fold C-index (within-fold ranks): "
+        (f"<p>Model type: {_text(str(model_type))}.</p>" if model_type else "")
+        + "<p>Pooled out-of-fold C-index (within-fold ranks): "
         f"{_format(pooled.get('value'))} (95% CI {_format(pooled.get('ci_low'))}–{_format(pooled.get('ci_high'))},"
-        f" {_format(pooled.get('n_resamples_used'))} bootstrap resamples); "
-        f"log-rank p (median split): {_format(log_rank.get('p_value'))}</p>"
+        f" {_format(pooled.get('n_resamples_used'))} bootstrap resamples)</p>"
     )
-    if (run_dir / "km.png").exists():
-        parts.append(_image((run_dir / "km.png").read_bytes(), f"Kaplan–Meier curves: {name}"))
+    for scheme, groups in summary.get("risk_groups", {}).items():
+        log_rank = groups.get("log_rank", {})
+        counts = ", ".join(f"{name} {count}" for name, count in groups.get("n", {}).items())
+        png = run_dir / groups.get("figures", {}).get("png", "")
+        parts.append(
+            f"<h3>Risk groups: {_text(scheme)}</h3><p>{_text(counts)}; log-rank p "
+            f"{_format(log_rank.get('p_value'))}"
+            + (f" ({_text(str(log_rank['reason']))})" if log_rank.get("reason") else "")
+            + "</p>"
+        )
+        if png.is_file():
+            parts.append(_image(png.read_bytes(), f"Kaplan–Meier curves ({scheme}): {name}"))
     parts.append(_fold_metrics_table(summary))
     curves = {
         int(path.parent.name.removeprefix("fold_")): pd.read_csv(path)
         for path in sorted(run_dir.glob("fold_*/curve.csv"))
     }
+    curves = {fold: curve for fold, curve in curves.items() if not curve.empty}  # CoxNet has no epochs
     if curves:
         parts.append("<h3>Training curves</h3>")
         parts.append(_image(training_curves_png(curves), f"training curves: {name}"))
@@ -142,17 +183,16 @@ def _versions_section() -> str:
     return "<h2>Package versions</h2>\n" + _table(["package", "version"], rows)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, escaped: bool = False) -> str:
+    """An HTML table; with escaped=True, string cells are already escaped HTML text."""
     head = "".join(f"<th>{_text(str(cell))}</th>" for cell in header)
-    body = "\n".join(
-        "<tr>" + "".join(_cell(cell) for cell in row) + "</tr>" for row in rows
-    )
+    body = "\n".join("<tr>" + "".join(_cell(cell, escaped=escaped) for cell in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, escaped: bool = False) -> str:
     css = ' class="text"' if isinstance(value, str) else ""
-    return f"<td{css}>{_format(value)}</td>"
+    return f"<td{css}>{value if escaped and isinstance(value, str) else _format(value)}</td>"
 
 
 def _format(value: Any) -> str:

@@ -158,6 +158,27 @@ def predict(model: torch.nn.Module, bags: Sequence[PatientBag], *, device: torch
     )
 
 
+def validation_loss(
+    model: torch.nn.Module, bags: Sequence[PatientBag], params: TrainParams, *, device: torch.device
+) -> float:
+    """Mean discrete-time NLL of `bags` (eval mode, all patches, no gradients, no auxiliary loss)."""
+    import torch
+
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for bag in bags:
+            with _autocast(device):
+                output = model(
+                    bag.features.to(device), bag.coords.to(device), [group.to(device) for group in bag.genomics]
+                )
+            logits = output.logits.float().reshape(1, -1)
+            target = torch.tensor([bag.time_bin], device=device)
+            censorship = torch.tensor([bag.censorship], device=device)
+            losses.append(survival_nll(logits, target, censorship, alpha=params.alpha).item())
+    return float(np.mean(losses)) if losses else float("nan")
+
+
 def _autocast(device: torch.device) -> torch.autocast:
     """bf16 autocast on CUDA; a no-op elsewhere."""
     import torch

@@ -22,6 +22,10 @@ class TrainParams:
     n_bins: discrete time bins, fitted on the training fold.
     max_patches: seeded random cap on patches per bag during training (spatial order kept); None = all.
     seed: seeds model initialisation, shuffling and patch caps.
+    early_stopping: off by default. When on, the epoch count is chosen on an inner validation split of the
+        training patients (`inner_val_fraction` of them, stratified by event, seeded): training stops after
+        `patience` epochs without a lower inner-validation NLL, at most `epochs`; the model is then retrained
+        on all training patients for the chosen count. The held-out fold is never used for it.
     """
 
     epochs: int = 20
@@ -33,6 +37,9 @@ class TrainParams:
     n_bins: int = 4
     max_patches: int | None = None
     seed: int = 0
+    early_stopping: bool = False
+    inner_val_fraction: float = 0.2
+    patience: int = 5
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any]) -> TrainParams:
@@ -67,6 +74,13 @@ class TrainParams:
                 "null or an integer >= 1",
             ),
             ("seed", _is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
+            ("early_stopping", isinstance(self.early_stopping, bool), "true or false"),
+            (
+                "inner_val_fraction",
+                _is_number(self.inner_val_fraction) and 0 < self.inner_val_fraction < 1,
+                "a number in (0, 1)",
+            ),
+            ("patience", _is_int(self.patience) and self.patience >= 1, "an integer >= 1"),
         ]
         for name, ok, expected in checks:
             if not ok:

@@ -35,10 +35,13 @@ rule report:
             path
             for cohort in COHORTS
             for model in MODELS
-            for path in (f"{OUT}/runs/{cohort}/{model}/summary.json", f"{OUT}/runs/{cohort}/{model}/km.png")
+            for path in [
+                f"{OUT}/runs/{cohort}/{model}/summary.json",
+                *(f"{OUT}/runs/{cohort}/{model}/{stem}.png" for stem in KM_STEMS),
+            ]
         ],
-        manifests=[f"{OUT}/tiles/{cohort}/manifest.csv" for cohort in COHORTS],
-        qc=[path for cohort in COHORTS for path in cohort_qc_images(cohort)],
+        manifests=[f"{OUT}/tiles/{cohort}/manifest.csv" for cohort in COHORTS if has_slides(cohort)],
+        qc=[path for cohort in COHORTS if has_slides(cohort) for path in cohort_qc_images(cohort)],
     output:
         f"{OUT}/report.html",
     params:
