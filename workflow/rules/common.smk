@@ -1,6 +1,7 @@
 # Shared definitions: output layout, cohorts and their slides, wildcard constraints, command-line arguments.
 import json
 import os
+import shlex
 from functools import cache
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pandas as pd
 from snakemake.logging import logger
 
 from memamba.demo.plan import plan_demo
-from memamba.naming import slide_key
+from memamba.naming import SLIDE_EXTENSIONS, slide_key
 
 OUT = config["output_dir"].rstrip("/")
 COHORTS = list(config["cohorts"])
@@ -36,6 +37,14 @@ def demo_dir(cohort):
     return f"{OUT}/demo/{cohort}"
 
 
+RAW_GENOMICS = ("clinical", "expression", "cnv", "mutations")
+
+
+def is_raw(cohort):
+    """A cohort given as downloaded tables (clinical patient table, omic matrices, MAF)."""
+    return "clinical" in config["cohorts"][cohort]
+
+
 def cohort_table(cohort):
     """The MCAT-style table of a cohort (generated for demo cohorts)."""
     if is_demo(cohort):
@@ -43,11 +52,31 @@ def cohort_table(cohort):
     return config["cohorts"][cohort]["table"]
 
 
+def genomics_sources(wildcards):
+    """The files `memamba genomics` reads for a cohort, named like its options (table, clinical, …)."""
+    if not is_raw(wildcards.cohort):
+        return {"table": cohort_table(wildcards.cohort)}
+    spec = config["cohorts"][wildcards.cohort]
+    return {name: spec[name] for name in RAW_GENOMICS if name in spec}
+
+
+def genomics_source_arguments(wildcards, input):
+    """`--table F`, or `--clinical F [--expression F] … [--slides DIR]` for a raw cohort."""
+    if not is_raw(wildcards.cohort):
+        return f"--table {shlex.quote(input.table)}"
+    spec = config["cohorts"][wildcards.cohort]
+    arguments = [f"--{name} {shlex.quote(getattr(input, name))}" for name in RAW_GENOMICS if name in spec]
+    if "slides_dir" in spec:
+        arguments.append(f"--slides {shlex.quote(spec['slides_dir'])}")
+    return " ".join(arguments)
+
+
 @cache
 def cohort_slides(cohort):
     """Slide key -> slide file for every slide of a cohort (missing files of real cohorts are skipped).
 
     A real cohort without `slides_dir` is genomics-only: it has no slides, so no tiling or feature jobs.
+    The slides of a raw cohort are the slide files in `slides_dir`, named by their TCGA barcode.
     """
     spec = config["cohorts"][cohort]
     if is_demo(cohort):
@@ -57,6 +86,13 @@ def cohort_slides(cohort):
         }
     if "slides_dir" not in spec:
         return {}
+    if is_raw(cohort):
+        folder = Path(spec["slides_dir"])
+        return {
+            slide_key(path.name): str(path)
+            for path in sorted(folder.iterdir())
+            if path.is_file() and path.suffix.lower() in SLIDE_EXTENSIONS
+        }
     slides = {}
     extension = spec.get("slide_extension", ".svs")
     for slide_id in pd.read_csv(spec["table"], usecols=["slide_id"])["slide_id"].dropna().unique():

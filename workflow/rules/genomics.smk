@@ -6,7 +6,7 @@ GENE_GROUPS = config["genomics"]["groups"]
 
 rule genomics:
     input:
-        table=lambda wildcards: cohort_table(wildcards.cohort),
+        unpack(genomics_sources),
         splits=splits_inputs,
         # a groups file is an input, so editing it rebuilds the cohorts; builtin names are not files
         groups=lambda wildcards: [] if GENE_GROUPS in BUILTIN_GROUPS else [GENE_GROUPS],
@@ -18,6 +18,7 @@ rule genomics:
         splits=[f"{OUT}/cohorts/{{cohort}}/splits/splits_{k}.csv" for k in FOLDS],
     params:
         folder=f"{OUT}/cohorts/{{cohort}}",
+        sources=genomics_source_arguments,
         groups=GENE_GROUPS,
         splits=lambda wildcards, input: f"--splits {Path(input.splits[0]).parent}" if input.splits else "",
         folds=N_FOLDS,
@@ -31,7 +32,7 @@ rule genomics:
     conda:
         "../../envs/genomics.yaml"
     shell:
-        "memamba genomics --table {input.table:q} --groups {params.groups:q} {params.splits}"
+        "memamba genomics {params.sources} --groups {params.groups:q} {params.splits}"
         " -o {params.folder:q} --folds {params.folds} --seed {params.seed} --nan-policy {params.nan_policy}"
         " --missing {params.missing} --endpoint {params.endpoint} --omics {params.omics}"
         " > {log:q} 2>&1"
