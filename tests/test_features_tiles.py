@@ -9,6 +9,7 @@ import openslide
 import pytest
 import tifffile
 import torch
+from test_features import write_coords
 
 from memamba.demo.svs import write_aperio_svs
 from memamba.errors import InputError
@@ -36,23 +37,6 @@ def generated_svs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     path = tmp_path_factory.mktemp("slides") / "generated.svs"
     write_aperio_svs(path, np.clip(rgb, 0, 255).astype(np.uint8), mpp=0.25, app_mag=40, quality=90)
-    return path
-
-
-def write_coords(path: Path, coords: object, *, patch_size_level0: int = 256, target_patch_size: int = 256) -> Path:
-    """A coords h5 in the tiling stage's schema (patches at level 0)."""
-    import h5py
-
-    with h5py.File(path, "w") as handle:
-        dataset = handle.create_dataset("coords", data=np.asarray(coords, dtype=np.int64).reshape(-1, 2))
-        dataset.attrs.update(
-            patch_size_level0=patch_size_level0,
-            patch_size=patch_size_level0,
-            patch_level=0,
-            target_patch_size=target_patch_size,
-            target_mpp=0.5,
-            status="ok",
-        )
     return path
 
 
