@@ -4,9 +4,11 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
 (a) model-only ceilings: random uint8 batches already on the GPU, normalised and encoded (bf16 autocast,
     channels_last for CNNs; optionally torch.compile);
 (b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile JPEG decode by
-    libjpeg on the CPU (tiles/s, one thread and all cores); nvJPEG on the GPU (tiles/s), and the whole
-    decode-on-GPU reader (bytes, nvJPEG, assembly, resize; no model);
-(c) end to end (`encode_patches` over each reader) for resnet50_trunc and vit_large_patch16_224 on a
+    libjpeg on the CPU (tiles/s, one thread and all cores), by nvJPEG on the GPU (tiles/s, 1-8 threads);
+    the decode ceiling in patches/s (fastest raw decode / tiles per patch); and memamba's tiles reader
+    alone (bytes, decode, assembly, resize; no model);
+(c) end to end (`encode_patches` over memamba's `patch_batches` for each reader configuration, worker
+    start-up included) for resnet50_trunc and vit_large_patch16_224 on a
     synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real CMU-1-Small-Region slide; and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import os
 import platform
 import statistics
@@ -32,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memamba.features.batches import openslide_batches, tile_batches
+from memamba.features.batches import openslide_batches
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.extract import encode_patches
+from memamba.features.extract import DECODE_THREADS, encode_patches, patch_batches
+from memamba.features.jpeg_decoders import make_decoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.registry import build_encoder, get_encoder_spec
-from memamba.features.tile_reader import TilePatchReader
 
 CMU = Path(__file__).resolve().parents[1] / "tests" / "data" / "slides" / "cmu-1-small-region.svs"
 TILE = 256
@@ -66,6 +69,10 @@ def write_synthetic_svs(path: Path, size: int, quality: int = 90) -> None:
         for row in range(8)
         for col in range(8)
     ]
+    if importlib.util.find_spec("imagecodecs") is None:
+        # The tiles are JPEG streams already, written as they are; tifffile only insists that a JPEG
+        # encoder exists (imagecodecs, absent on the GPU machine), so register one that must never run.
+        tifffile.TIFF.COMPRESSORS._codecs.setdefault(7, _never_called)
     with tifffile.TiffWriter(path, bigtiff=True) as writer:
         for downsample in (1, 4, 16):
             width = height = size // downsample
@@ -91,6 +98,10 @@ def write_synthetic_svs(path: Path, size: int, quality: int = 90) -> None:
                 metadata=None,
                 software=False,
             )
+
+
+def _never_called(*args: object, **kwargs: object) -> bytes:
+    raise AssertionError("pre-encoded tiles must not be re-encoded")
 
 
 def patch_grid(width: int, height: int, step: int) -> np.ndarray:
@@ -148,27 +159,22 @@ def openslide_ceiling(slide: Path, coords: np.ndarray, workers: int) -> float:
     return rate(lambda: sum(len(images) for images, _ in openslide_batches(dataset, cpu, 64, workers)), cpu, 1)
 
 
-def cpu_decode_ceiling(streams: list[torch.Tensor], threads: int) -> float:
+def cpu_decode_ceiling(streams: list[bytes], threads: int) -> float:
     """tiles/s of libjpeg (torchvision, CPU) over `streams` on `threads` threads."""
-    from torchvision.io import decode_jpeg
-
+    decoder = make_decoder("libjpeg", torch.device("cpu"))
     chunks = [streams[index::threads] for index in range(threads)]
-
-    def decode(chunk: list[torch.Tensor]) -> int:
-        return sum(1 for stream in chunk if decode_jpeg(stream) is not None)
-
     with ThreadPoolExecutor(threads) as pool:
-        return rate(lambda: sum(pool.map(decode, chunks)), torch.device("cpu"), repeats=1)
+        return rate(lambda: sum(len(images) for images in pool.map(decoder.decode, chunks)), torch.device("cpu"), 1)
 
 
-def gpu_decode_ceiling(streams: list[torch.Tensor], device: torch.device, threads: int, batch: int = 1024) -> float:
-    """tiles/s of nvJPEG (torchvision.io.decode_jpeg on CUDA) in batches of `batch` tiles, from `threads`
-    threads at once."""
-    from torchvision.io import decode_jpeg
+def gpu_decode_ceiling(streams: list[bytes], device: torch.device, threads: int, batch: int = 1024) -> float:
+    """tiles/s of nvJPEG in batches of `batch` tiles from `threads` threads at once, each with its own
+    decoder instance (outputs stacked on the device, as the reader does)."""
+    decoders = [make_decoder("nvjpeg", device) for _ in range(threads)]
 
     def decode(offset: int) -> int:
         for start in range(offset * batch, len(streams), batch * threads):
-            decode_jpeg(streams[start : start + batch], device=device)
+            torch.stack(decoders[offset].decode(streams[start : start + batch]))
         return 0
 
     with ThreadPoolExecutor(threads) as pool:
@@ -181,53 +187,50 @@ def gpu_decode_ceiling(streams: list[torch.Tensor], device: torch.device, thread
         return rate(work, device)
 
 
-def tile_reader_ceiling(
-    slide: Path, coords: np.ndarray, device: torch.device, batch_size: int, cpu_share: float
+def reader_batches(
+    slide: Path, coords: np.ndarray, device: torch.device, config: tuple[str, int], batch_size: int, size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """memamba's own batches for a reader configuration (reader, worker processes)."""
+    reader, workers = config
+    dataset = SlidePatchDataset(slide, coords, PATCH_LEVEL0, READ_SIZE, size)
+    return patch_batches(reader, dataset, device, batch_size, workers)[1]
+
+
+def reader_ceiling(
+    slide: Path, coords: np.ndarray, device: torch.device, config: tuple[str, int], batch_size: int
 ) -> float:
-    """patches/s of the decode-on-device reader alone (bytes, decode, assembly, resize), prefetched."""
-    fallback = SlidePatchDataset(slide, coords, PATCH_LEVEL0, READ_SIZE, 224)
+    """patches/s of a reader configuration alone (no model; worker start-up included)."""
 
     def work() -> int:
-        reader = TilePatchReader(
-            JpegTiffPyramid(slide), coords, PATCH_LEVEL0, READ_SIZE, 224, device, cpu_decode_share=cpu_share
-        )
-        return sum(len(images) for images, _ in tile_batches(reader, fallback, batch_size))
+        return sum(len(images) for images, _ in reader_batches(slide, coords, device, config, batch_size, 224))
 
     work()
-    return rate(work, device)
+    return rate(work, device, repeats=2)
 
 
 def end_to_end(
-    name: str,
-    slide: Path,
-    coords: np.ndarray,
-    device: torch.device,
-    reader: str,
-    batch_size: int,
-    workers: int,
-    cpu_share: float = 0.0,
+    name: str, slide: Path, coords: np.ndarray, device: torch.device, config: tuple[str, int], batch_size: int
 ) -> float:
-    """patches/s of reading + encoding every patch (features on the host), memamba's fast settings;
-    OpenSlide worker start-up included (run once, after the page cache is warm)."""
+    """patches/s of reading + encoding every patch (features on the host) with memamba's fast settings;
+    worker start-up included (after one warm-up pass, so the page cache is warm)."""
     spec, model = get_encoder_spec(name), encoder(name)
-    dataset = SlidePatchDataset(slide, coords, PATCH_LEVEL0, READ_SIZE, spec.input_size)
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if reader == "tiles":
-            tiles = TilePatchReader(
-                JpegTiffPyramid(slide), coords, PATCH_LEVEL0, READ_SIZE, spec.input_size, device, cpu_share
-            )
-            return tile_batches(tiles, dataset, batch_size)
-        return openslide_batches(dataset, device, batch_size, workers)
 
     def work() -> int:
-        features, _ = encode_patches(model, spec, batches(), len(coords), device)
+        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size)
+        features, _ = encode_patches(model, spec, batches, len(coords), device)
         return len(features)
 
-    if reader == "openslide":
-        return rate(work, device, repeats=1)
     work()
     return rate(work, device, repeats=2)
+
+
+def describe(config: tuple[str, int], device: torch.device) -> str:
+    """Words for a reader configuration on `device`."""
+    reader, workers = config
+    if reader == "openslide":
+        return f"OpenSlide reader, {workers} processes"
+    threads = DECODE_THREADS if device.type == "cuda" else 1
+    return f"tiles reader, {'nvJPEG' if device.type == 'cuda' else 'libjpeg'}, {threads} reader thread(s)"
 
 
 class SharedHandleDataset(torch.utils.data.Dataset):
@@ -282,7 +285,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run)")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=ENCODERS)
-    parser.add_argument("--cpu-shares", nargs="+", type=float, default=[0.0, 1.0], help="CPU decode shares to try")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -300,10 +302,8 @@ def main() -> None:
         coords = patch_grid(args.slide_size, args.slide_size, PATCH_LEVEL0)
         cmu_coords = patch_grid(2220, 2967, 256)
         pyramid = JpegTiffPyramid(synthetic)
-        streams = [
-            torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            for data in pyramid.tile_streams(0, np.arange(min(8192, len(pyramid.levels[0].offsets))))
-        ]
+        streams = pyramid.tile_streams(0, np.arange(min(8192, len(pyramid.levels[0].offsets))))
+        tiles_per_patch = (PATCH_LEVEL0 // TILE) ** 2
 
         ceilings = {}
         for name in args.encoders:
@@ -315,41 +315,40 @@ def main() -> None:
         add(f"(b) OpenSlide reader, {args.workers} processes", "synthetic", openslide_rate, "patches/s")
         add("(b) libjpeg decode of raw tiles, 1 thread", "synthetic", cpu_decode_ceiling(streams[:1024], 1), "tiles/s")
         cores = os.cpu_count()
-        add(
-            f"(b) libjpeg decode of raw tiles, {cores} threads",
-            "synthetic",
-            cpu_decode_ceiling(streams, cores),
-            "tiles/s",
-        )
+        cpu_decode = cpu_decode_ceiling(streams, cores)
+        add(f"(b) libjpeg decode of raw tiles, {cores} threads", "synthetic", cpu_decode, "tiles/s")
+        decode_tiles = cpu_decode
         if device.type == "cuda":
-            for threads in (1, 2, 4):
-                nvjpeg = gpu_decode_ceiling(streams, device, threads)
-                add(
-                    f"(b) nvJPEG decode of raw tiles, batches of 1024, {threads} thread(s)",
-                    "synthetic",
-                    nvjpeg,
-                    "tiles/s",
-                )
-        decode_rates = {}
-        for share in args.cpu_shares:
-            decode_rates[share] = tile_reader_ceiling(synthetic, coords, device, 256, share)
-            add(f"(b) tiles reader alone, CPU share {share}", "synthetic", decode_rates[share], "patches/s")
-        decode_rate = max(decode_rates.values())
+            for threads in (1, 2, 4, 8):
+                tiles = gpu_decode_ceiling(streams, device, threads)
+                decode_tiles = max(decode_tiles, tiles)
+                what = f"(b) nvJPEG decode of raw tiles, batches of 1024, {threads} thread(s)"
+                add(what, "synthetic", tiles, "tiles/s")
+        decode_rate = decode_tiles / tiles_per_patch
+        add("(b) decode ceiling: fastest raw decode above / tiles per patch", "synthetic", decode_rate, "patches/s")
+        configs = [("tiles", 0)]
+        for config in configs:
+            alone = reader_ceiling(synthetic, coords, device, config, 256)
+            add(
+                f"(b) {describe(config, device)}, no model",
+                "synthetic",
+                alone,
+                f"{alone / decode_rate:.0%} of the decode ceiling",
+            )
 
         for name in args.encoders:
             batch = MODEL_BATCH[name] if device.type == "cuda" else 16
             bound = min(ceilings[name], decode_rate)
-            fast_by_share = {}
-            for share in args.cpu_shares:
-                fast_by_share[share] = end_to_end(name, synthetic, coords, device, "tiles", batch, args.workers, share)
-                speed = fast_by_share[share]
-                note = f"{speed / bound:.0%} of min(model, decode); {speed / ceilings[name]:.0%} of model"
-                add(f"(c) {name} end to end, tiles reader, CPU share {share}", "synthetic", speed, note)
-            best_share = max(fast_by_share, key=fast_by_share.get)
-            fast = fast_by_share[best_share]
-            slow = end_to_end(name, synthetic, coords, device, "openslide", batch, args.workers)
+            fast = {}
+            for config in configs:
+                fast[config] = end_to_end(name, synthetic, coords, device, config, batch)
+                note = f"{fast[config] / bound:.0%} of min(model, decode); {fast[config] / ceilings[name]:.0%} of model"
+                add(f"(c) {name} end to end, {describe(config, device)}", "synthetic", fast[config], note)
+            best = max(fast, key=fast.get)
+            slow_config = ("openslide", args.workers)
+            slow = end_to_end(name, synthetic, coords, device, slow_config, batch)
             add(
-                f"(c) {name} end to end, OpenSlide reader ({args.workers} proc.)",
+                f"(c) {name} end to end, {describe(slow_config, device)}",
                 "synthetic",
                 slow,
                 f"{slow / min(ceilings[name], openslide_rate):.0%} of min(model, OpenSlide)",
@@ -359,11 +358,12 @@ def main() -> None:
                 f"(c) {name} CLAM-style baseline",
                 "synthetic",
                 baseline,
-                f"tiles reader (share {best_share}) {fast / baseline:.1f}x",
+                f"best tiles reader {fast[best] / baseline:.1f}x",
             )
-            for reader in ("tiles", "openslide"):
-                real = end_to_end(name, CMU, cmu_coords, device, reader, batch, args.workers, best_share)
-                add(f"(c) {name} end to end, {reader} reader", "CMU-1-SR", real, f"{len(cmu_coords)} patches")
+            for config in (best, slow_config):
+                real = end_to_end(name, CMU, cmu_coords, device, config, batch)
+                what = f"(c) {name} end to end, {describe(config, device)}"
+                add(what, "CMU-1-SR", real, f"{len(cmu_coords)} patches")
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU smoke run)"
     header = (

@@ -17,6 +17,7 @@ from memamba.features.batches import tile_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
+from memamba.features.jpeg_decoders import make_decoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
 from memamba.features.tile_reader import TilePatchReader
 
@@ -77,13 +78,31 @@ def test_patches_at_native_size_equal_openslide_exactly(generated_svs: Path) -> 
     assert torch.equal(tile_patches(generated_svs, GENERATED_COORDS, 224, 224), expected)
 
 
-def test_splitting_tiles_between_cpu_threads_and_the_device_keeps_every_patch(generated_svs: Path) -> None:
+def test_libjpeg_on_several_threads_equals_one_thread(generated_svs: Path) -> None:
     pyramid = JpegTiffPyramid(generated_svs)
-    split = TilePatchReader(pyramid, GENERATED_COORDS, 512, 256, 224, CPU, cpu_decode_share=0.5, cpu_threads=3)
-    images, failed = split.read_batch(np.arange(len(GENERATED_COORDS)))
-    split.close()
+    threaded = TilePatchReader(pyramid, GENERATED_COORDS, 512, 256, 224, CPU, cpu_threads=3)
+    images, failed = threaded.read_batch(np.arange(len(GENERATED_COORDS)))
+    threaded.close()
+    single = TilePatchReader(JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, CPU, cpu_threads=1)
     assert not failed.any()
-    assert torch.equal(images, tile_patches(generated_svs, GENERATED_COORDS, 512, 256))
+    assert torch.equal(images, single.read_batch(np.arange(len(GENERATED_COORDS)))[0])
+
+
+def test_several_reader_threads_deliver_every_batch_in_order(generated_svs: Path) -> None:
+    fallback = SlidePatchDataset(generated_svs, GENERATED_COORDS, 512, 256, 224)
+    readers = [TilePatchReader(JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, CPU) for _ in range(3)]
+    batches = list(tile_batches(readers, fallback, 2))
+    expected = tile_patches(generated_svs, GENERATED_COORDS, 512, 256)
+    assert [len(images) for images, _ in batches] == [2, 2, 1]
+    assert torch.equal(torch.cat([images for images, _ in batches]), expected)
+
+
+def test_the_gpu_decoder_is_refused_on_the_cpu_and_unknown_ones_named() -> None:
+    with pytest.raises(ValueError, match="nvjpeg JPEG decoder needs a CUDA device"):
+        make_decoder("nvjpeg", CPU)
+    with pytest.raises(ValueError, match="unknown JPEG decoder 'turbo'"):
+        make_decoder("turbo", CPU)
+    assert make_decoder("auto", CPU).name == "libjpeg"
 
 
 def test_patches_from_a_reduced_level_match_openslide(generated_svs: Path) -> None:
@@ -168,23 +187,17 @@ def test_auto_reader_on_cpu_is_openslide(generated_svs: Path, tmp_path: Path) ->
 
 
 @needs_cuda
+@pytest.mark.parametrize("decoder", ["nvjpeg", "auto"])
 @pytest.mark.parametrize("slide_name", ["generated", "cmu"])
-def test_nvjpeg_patches_equal_openslide_within_rounding(slide_name: str, generated_svs: Path) -> None:
+def test_gpu_decoding_gives_openslide_patches_within_rounding(
+    decoder: str, slide_name: str, generated_svs: Path
+) -> None:
     slide, coords = (generated_svs, GENERATED_COORDS) if slide_name == "generated" else (CMU, TISSUE_COORDS)
-    expected = openslide_patches(slide, coords, 512, 256)
-    actual = tile_patches(slide, coords, 512, 256, torch.device("cuda"))
-    assert_close_images(actual, expected, mean=1.0, worst=16)
-
-
-@needs_cuda
-def test_nvjpeg_with_a_cpu_share_equals_openslide_within_rounding(generated_svs: Path) -> None:
-    reader = TilePatchReader(
-        JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, torch.device("cuda"), cpu_decode_share=0.5
-    )
-    images, failed = reader.read_batch(np.arange(len(GENERATED_COORDS)))
+    reader = TilePatchReader(JpegTiffPyramid(slide), coords, 512, 256, 224, torch.device("cuda"))
+    images, failed = reader.read_batch(np.arange(len(coords)))
     reader.close()
     assert not failed.any()
-    assert_close_images(images.cpu(), openslide_patches(generated_svs, GENERATED_COORDS, 512, 256), mean=1.0, worst=16)
+    assert_close_images(images.cpu(), openslide_patches(slide, coords, 512, 256), mean=1.0, worst=16)
 
 
 @needs_cuda

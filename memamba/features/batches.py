@@ -1,7 +1,7 @@
 """Batch sources for the encoder: uint8 patches [B, 3, S, S] with blank flags [B], from either reader.
 
 - OpenSlide: a DataLoader over `SlidePatchDataset` (workers each with their own handle, pinned memory).
-- Tiles: `TilePatchReader` (decode on the device) in a background thread; patches whose tiles cannot
+- Tiles: `TilePatchReader`s (decode on the device) in background threads; patches whose tiles cannot
   be decoded are re-read through OpenSlide (fresh handle, another level, else blank and counted).
 """
 
@@ -38,20 +38,54 @@ def openslide_batches(
         yield images.to(device, non_blocking=True), blank
 
 
-def tile_batches(reader: TilePatchReader, fallback: SlidePatchDataset, batch_size: int) -> Iterator[Batch]:
-    """Batches of `reader` in order, prepared in a background thread on the reader's device."""
-    return prefetch(_tile_batches(reader, fallback, batch_size), reader.device)
+def tile_batches(
+    readers: TilePatchReader | list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int
+) -> Iterator[Batch]:
+    """Batches of the slide in order, prepared in background threads on the readers' device: with K
+    readers (each with its own file handle and decoder), thread k reads batches k, k + K, k + 2K, …"""
+    readers = readers if isinstance(readers, list) else [readers]
+    step = len(readers)
+    sources = [
+        prefetch(_tile_batches(reader, fallback, batch_size, first, step), reader.device, depth=2)
+        for first, reader in enumerate(readers)
+    ]
+    return _interleave(sources)
 
 
-def _tile_batches(reader: TilePatchReader, fallback: SlidePatchDataset, batch_size: int) -> Iterator[Batch]:
+def _tile_batches(
+    reader: TilePatchReader, fallback: SlidePatchDataset, batch_size: int, first: int = 0, step: int = 1
+) -> Iterator[Batch]:
     try:
-        for start in range(0, len(reader), batch_size):
+        for start in range(first * batch_size, len(reader), step * batch_size):
             indices = np.arange(start, min(start + batch_size, len(reader)))
-            images, failed = reader.read_batch(indices)
-            blank = torch.zeros(len(indices), dtype=torch.bool)
-            for position in np.flatnonzero(failed.numpy()):
-                image, blank[position] = fallback[int(indices[position])]
-                images[position] = image.to(images.device)
-            yield images, blank
+            yield reread_failed(*reader.read_batch(indices), indices, fallback)
     finally:
         reader.close()
+
+
+def _interleave(sources: list[Iterator[Batch]]) -> Iterator[Batch]:
+    """One item of each source in turn until one runs out (the rest then hold nothing more)."""
+    try:
+        while True:
+            for source in sources:
+                item = next(source, None)
+                if item is None:
+                    return
+                yield item
+    finally:
+        for source in sources:
+            source.close()
+
+
+def reread_failed(
+    images: torch.Tensor, failed: torch.Tensor, indices: np.ndarray, fallback: SlidePatchDataset
+) -> Batch:
+    """(images, blank flags [B]) with the `failed` patches (bool [B]) re-read through `fallback`."""
+    blank = torch.zeros(len(indices), dtype=torch.bool)
+    positions = np.flatnonzero(failed.numpy())
+    if len(positions):
+        images = images.clone()
+    for position in positions:
+        image, blank[position] = fallback[int(indices[position])]
+        images[position] = image.to(images.device)
+    return images, blank

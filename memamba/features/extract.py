@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +33,12 @@ logger = logging.getLogger(__name__)
 
 COORDS_ATTRS = ("patch_size_level0", "patch_size", "target_mpp", "status")
 READERS = ("auto", "openslide", "tiles")
+DECODE_THREADS = 4
+"""Reader threads of the tiles reader on CUDA, each with its own file handle, nvJPEG calls and CUDA
+stream (one thread: 4.9k patches/s of the reader alone on an H200, four: 5.3-5.8k; benchmarks/RESULTS.md)."""
+MAX_BATCHES_IN_FLIGHT = 2
+"""Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
+that never waits holds the GIL while the launch queue is full and starves the reader threads."""
 
 
 @dataclass
@@ -100,8 +108,9 @@ def extract_features(
     status. Patches that cannot be read even on a fresh handle and at another level are encoded as
     black images and counted in `blank_patches`. CPU runs float32; CUDA runs under autocast in the
     encoder's precision. `reader`: "tiles" decodes the slide's JPEG tiles on the device (nvJPEG on
-    CUDA), "openslide" reads through OpenSlide in `num_workers` processes, "auto" takes "tiles" on
-    CUDA when the slide is a tiled-JPEG TIFF/SVS. `weights`: a file, "pretrained" (online) or None.
+    CUDA, in DECODE_THREADS reader threads), "openslide" reads through OpenSlide in `num_workers`
+    processes, "auto" takes "tiles" on CUDA when the slide is a tiled-JPEG TIFF/SVS. `weights`: a file,
+    "pretrained" (online) or None.
     """
     start = time.perf_counter()
     weights = None if weights is None else weights if weights == PRETRAINED else Path(weights)
@@ -127,7 +136,7 @@ def extract_features(
         dataset = SlidePatchDataset(
             Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
         )
-        used_reader, batches = _batches(reader, dataset, torch_device, batch_size, num_workers)
+        used_reader, batches = patch_batches(reader, dataset, torch_device, batch_size, num_workers)
         features, blank = encode_patches(
             model, spec, batches, len(dataset), torch_device, compile_model=compile_model, label=name
         )
@@ -153,7 +162,7 @@ def extract_features(
     return FeatureResult(name, grid.status, len(features), spec.output_dim, seconds, blank, used_reader)
 
 
-def _batches(
+def patch_batches(
     reader: str,
     dataset: SlidePatchDataset,
     device: torch.device,
@@ -175,15 +184,12 @@ def _batches(
             ) from None
         logger.info("%s: OpenSlide reader (%s)", dataset.slide_path.name, reason)
         return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
-    tiles = TilePatchReader(
-        pyramid,
-        dataset.coords,
-        dataset.patch_size_level0,
-        dataset.read_size,
-        dataset.output_size,
-        device,
-    )
-    return "tiles", tile_batches(tiles, dataset, batch_size)
+    geometry = (dataset.coords, dataset.patch_size_level0, dataset.read_size, dataset.output_size, device)
+    threads = DECODE_THREADS if device.type == "cuda" else 1
+    cpu_threads = max(1, ((os.cpu_count() or 2) - 2) // threads)
+    pyramids = [pyramid] + [JpegTiffPyramid(dataset.slide_path) for _ in range(threads - 1)]
+    readers = [TilePatchReader(each, *geometry, cpu_threads=cpu_threads) for each in pyramids]
+    return "tiles", tile_batches(readers, dataset, batch_size)
 
 
 def encode_patches(
@@ -200,6 +206,7 @@ def encode_patches(
 
     Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
     `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph).
+    On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU.
     """
     mean, std = spec.normalization()
     mean_255 = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
@@ -209,6 +216,7 @@ def encode_patches(
     forward = torch.compile(model) if compile_model else model
     features = torch.empty((n_patches, spec.output_dim), dtype=torch.float32, device=device)
     row, blank, full_size = 0, 0, None
+    in_flight: collections.deque = collections.deque()
     start = time.perf_counter()
     with torch.inference_mode(), _autocast(spec, device):
         for images, blank_flags in batches:
@@ -224,6 +232,11 @@ def encode_patches(
             features[row : row + count] = output.float()
             row += count
             blank += int(blank_flags.sum())
+            if device.type == "cuda":
+                in_flight.append(torch.cuda.Event())
+                in_flight[-1].record()
+                if len(in_flight) > MAX_BATCHES_IN_FLIGHT:
+                    in_flight.popleft().synchronize()
     features = features[:row].cpu().numpy()
     seconds = time.perf_counter() - start
     logger.info(

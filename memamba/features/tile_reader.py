@@ -1,5 +1,5 @@
-"""Decode-on-device patch reader: raw JPEG tiles decoded in batches (nvJPEG on CUDA, libjpeg on the CPU),
-assembled into patches and resized on the same device.
+"""Decode-on-device patch reader: raw JPEG tiles decoded in batches (the GPU's JPEG engines or nvJPEG on
+CUDA, libjpeg on the CPU), assembled into patches and resized on the same device.
 
 The OpenSlide reader spends most of its time in libjpeg on the CPU; here the CPU only reads tile bytes,
 and the GPU decodes. Patches match `SlidePatchDataset`'s (same level choice, white outside the slide,
@@ -26,28 +26,6 @@ logger = logging.getLogger(__name__)
 _WHITE = 255
 
 
-def _decode_list(streams: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
-    """uint8 [3, h, w] RGB images of JPEG `streams` decoded on `device`, None for a stream that fails.
-
-    On CUDA the streams go to nvJPEG as one batch; on the CPU (and after a failed batch) one call per
-    stream, each releasing the GIL, so that pool threads decode in parallel.
-    """
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    if streams and device.type != "cpu":
-        try:
-            return list(decode_jpeg(streams, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:
-            pass  # one bad stream fails the whole batch: decode them one by one
-    images: list[torch.Tensor | None] = []
-    for stream in streams:
-        try:
-            images.append(decode_jpeg(stream, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:
-            images.append(None)
-    return images
-
-
 class TilePatchReader:
     """Batches of patches of one slide read straight from its JPEG tiles.
 
@@ -55,9 +33,10 @@ class TilePatchReader:
     at the level best suited to `read_size` px and resized to `output_size` (S) px.
     `read_batch(indices)` returns (uint8 [B, 3, S, S] on `device`, bool [B] failed): a patch is failed
     when one of its tiles cannot be decoded (the caller re-reads it another way).
-    `cpu_decode_share` (0–1) of the tiles go to libjpeg on `cpu_threads` threads instead of the
-    device's decoder. On CUDA it is 0 (nvJPEG is 4× faster here, benchmarks/RESULTS.md) unless nvJPEG
-    decodes this slide's tiles unlike libjpeg (RGB-coded Aperio JPEG): then every tile goes to the CPU.
+    `decoder`: one of memamba.features.jpeg_decoders.JPEG_DECODERS for `device`. On the CPU, and on CUDA
+    when the device's decoder decodes this slide's tiles unlike libjpeg (nvJPEG ignores the Adobe marker
+    of RGB-coded Aperio JPEG), tiles are decoded by libjpeg on `cpu_threads` threads (default: all
+    cores but two) and copied to the device.
     """
 
     def __init__(
@@ -68,10 +47,12 @@ class TilePatchReader:
         read_size: int,
         output_size: int,
         device: torch.device,
-        cpu_decode_share: float = 0.0,
+        decoder: str = "auto",
         cpu_threads: int | None = None,
     ) -> None:
         from concurrent.futures import ThreadPoolExecutor
+
+        from memamba.features.jpeg_decoders import LibjpegDecoder, make_decoder
 
         self.pyramid = pyramid
         self.coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
@@ -83,13 +64,13 @@ class TilePatchReader:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self._origins = np.floor(self.coords / layout.downsample).astype(np.int64)
-        self.cpu_decode_share = min(max(float(cpu_decode_share), 0.0), 1.0)
-        if self.device.type != "cpu" and self.cpu_decode_share < 1 and not self._device_decodes_like_libjpeg():
-            logger.info("%s: the device's JPEG decoder disagrees with libjpeg: decoding on CPU threads", pyramid.path)
-            self.cpu_decode_share = 1.0
+        self.decoder = make_decoder(decoder, self.device)
+        if self.decoder.device.type != "cpu" and not self._device_decodes_like_libjpeg():
+            logger.info("%s: %s decodes its tiles unlike libjpeg: decoding on CPU threads", pyramid.path, decoder)
+            self.decoder = LibjpegDecoder()
         self._threads = max(1, cpu_threads or (os.cpu_count() or 2) - 2)
-        use_pool = self.cpu_decode_share > 0
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="jpeg") if use_pool else None
+        on_cpu = self.decoder.device.type == "cpu"
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="jpeg") if on_cpu else None
 
     @property
     def slide_path(self) -> Path:
@@ -127,40 +108,34 @@ class TilePatchReader:
         return self._resize(patches), failed
 
     def _decode(self, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """(uint8 [T, 3, th, tw] on the device, bool [T] undecodable) of the tiles `tile_ids`.
-
-        With a CPU share, the first `cpu_decode_share` of the tiles are decoded by libjpeg in the
-        thread pool while the device decodes the rest; they are then copied to the device.
-        """
+        """(uint8 [T, 3, th, tw] on the device, bool [T] undecodable) of the tiles `tile_ids`."""
         layout = self.pyramid.levels[self.level]
-        streams = [
-            torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            for data in self.pyramid.tile_streams(self.level, tile_ids)
-        ]
-        n_cpu = round(len(streams) * self.cpu_decode_share) if self._pool is not None else 0
-        chunks = [streams[start : n_cpu : self._threads] for start in range(self._threads)] if n_cpu else []
-        futures = [self._pool.submit(_decode_list, chunk, torch.device("cpu")) for chunk in chunks if chunk]
-        images = [None] * n_cpu + _decode_list(streams[n_cpu:], self.device)
-        for start, future in enumerate(futures):
-            images[start : n_cpu : self._threads] = future.result()
+        streams = self.pyramid.tile_streams(self.level, tile_ids)
+        if self._pool is None:
+            images = self.decoder.decode(streams)
+        else:
+            chunks = [streams[start :: self._threads] for start in range(self._threads)]
+            images = [None] * len(streams)
+            for start, decoded in enumerate(self._pool.map(self.decoder.decode, chunks)):
+                images[start :: self._threads] = decoded
         shape = (3, layout.tile_height, layout.tile_width)
         bad = np.array([image is None or tuple(image.shape) != shape for image in images], dtype=bool)
         for index in np.flatnonzero(bad):
             logger.warning("%s: tile %d of level %d cannot be decoded", self.slide_path, tile_ids[index], self.level)
-            images[index] = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+            images[index] = torch.zeros(shape, dtype=torch.uint8, device=self.decoder.device)
         if not images:
             return torch.zeros((0, *shape), dtype=torch.uint8, device=self.device), bad
-        on_host = [image for image in images[:n_cpu] if image.device != self.device]
-        if on_host:
-            moved = iter(torch.stack(on_host).pin_memory().to(self.device, non_blocking=True))
-            images = [next(moved) if image.device != self.device else image for image in images]
-        return torch.stack(images), bad
+        stacked = torch.stack(images)
+        if stacked.device != self.device:
+            stacked = stacked.pin_memory().to(self.device, non_blocking=True)
+        return stacked, bad
 
     def _device_decodes_like_libjpeg(self, tolerance: int = 8) -> bool:
-        """Whether the device decodes this level's first tile as libjpeg does (nvJPEG ignores the Adobe
-        marker of RGB-coded Aperio tiles and returns wrong colours; such slides decode on the CPU)."""
-        stream = torch.frombuffer(bytearray(self.pyramid.tile_streams(self.level, np.array([0]))[0]), dtype=torch.uint8)
-        on_device, on_cpu = _decode_list([stream], self.device)[0], _decode_list([stream], torch.device("cpu"))[0]
+        """Whether the device's decoder decodes this level's first tile as libjpeg does."""
+        from memamba.features.jpeg_decoders import LibjpegDecoder
+
+        stream = self.pyramid.tile_streams(self.level, np.array([0]))
+        on_device, on_cpu = self.decoder.decode(stream)[0], LibjpegDecoder().decode(stream)[0]
         if on_device is None or on_cpu is None or on_device.shape != on_cpu.shape:
             return on_device is not None and on_cpu is None
         return int((on_device.cpu().int() - on_cpu.int()).abs().max()) <= tolerance
