@@ -35,7 +35,8 @@ COORDS_ATTRS = ("patch_size_level0", "patch_size", "target_mpp", "status")
 READERS = ("auto", "openslide", "tiles")
 DECODE_THREADS = 4
 """Reader threads of the tiles reader on CUDA, each with its own file handle, nvJPEG calls and CUDA
-stream (one thread: 4.9k patches/s of the reader alone on an H200, four: 5.3-5.8k; benchmarks/RESULTS.md)."""
+stream (the reader alone: 5.3-5.8k patches/s with four on an H200, 4.9-6.2k with one on other H200s;
+no same-run comparison yet, benchmarks/RESULTS.md)."""
 MAX_BATCHES_IN_FLIGHT = 2
 """Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
 that never waits holds the GIL while the launch queue is full and starves the reader threads."""
