@@ -10,7 +10,7 @@ import torch
 
 from memamba.errors import InputError
 from memamba.models.baselines import ABMIL, SNN
-from memamba.models.experts import DualScanBlock, GenomicsExpert, PathologyExpert
+from memamba.models.experts import DualScanBlock, GenomicsExpert, PathologyExpert, _scan_in_order
 from memamba.models.registry import MODEL_NAMES, build_model, model_parameters
 from memamba.models.scan_order import spatial_order
 from memamba.models.synergy import SynergisticExpert
@@ -47,6 +47,12 @@ def test_row_major_order_sorts_by_y_then_x() -> None:
     ordered = grid_coords(6)[spatial_order(grid_coords(6), "row_major")]
     keys = [(int(y), int(x)) for x, y in ordered]
     assert keys == sorted(keys)
+
+
+def test_row_major_order_breaks_ties_by_input_position() -> None:
+    coords = torch.randint(0, 4, (300, 2), generator=torch.Generator().manual_seed(2)) * 256
+    expected = sorted(range(300), key=lambda i: (int(coords[i, 1]), int(coords[i, 0]), i))
+    assert spatial_order(coords, "row_major").tolist() == expected
 
 
 def test_hilbert_order_steps_to_a_grid_neighbour_each_time() -> None:
@@ -97,6 +103,20 @@ def test_conventional_scan_depends_on_token_order() -> None:
     permutation = torch.randperm(30, generator=torch.Generator().manual_seed(1))
     layer = block(("conventional",))
     assert not torch.allclose(layer(tokens[permutation]), layer(tokens)[permutation])
+
+
+def test_scan_in_order_puts_outputs_and_gradients_back_in_input_order() -> None:
+    layer = block(("conventional",)).conventional
+    tokens = torch.randn(30, 8, dtype=torch.float64)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(1))
+    weights = torch.randn(30, 8, dtype=torch.float64)
+    expected_input, got_input = tokens.clone().requires_grad_(), tokens.clone().requires_grad_()
+    expected = layer(expected_input[order][None])[0][torch.argsort(order)]
+    got = _scan_in_order(layer, got_input, order)
+    (expected * weights).sum().backward()
+    (got * weights).sum().backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(got_input.grad, expected_input.grad)
 
 
 def test_attention_scores_receive_gradient() -> None:

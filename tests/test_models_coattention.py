@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from memamba.errors import InputError
+from memamba.models.coattention import CoAttentionSurvival, split_bag
 from memamba.models.registry import MODEL_NAMES, build_model
 
 GROUP_SIZES = (3, 5, 4, 6, 2, 7)
@@ -98,3 +99,58 @@ def test_motcat_handles_a_bag_of_twenty_thousand_patches() -> None:
     output = model("motcat")(features, coords, genomics)
     output.logits.sum().backward()
     assert torch.isfinite(output.logits).all()
+
+
+@pytest.mark.parametrize(("n_patches", "micro_batch"), [(1000, 256), (10, 3), (7, 7), (5, 1)])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_split_bag_puts_every_patch_in_exactly_one_near_equal_chunk(
+    n_patches: int, micro_batch: int, shuffle: bool
+) -> None:
+    tokens = torch.arange(n_patches, dtype=torch.float32)[:, None].expand(-1, 3)
+    chunks = split_bag(tokens, micro_batch, shuffle=shuffle)
+    sizes = [len(chunk) for chunk in chunks]
+    assert len(chunks) == -(-n_patches // micro_batch)
+    assert max(sizes) <= micro_batch and max(sizes) - min(sizes) <= 1
+    taken = torch.cat(chunks)[:, 0]
+    assert torch.equal(torch.sort(taken).values, tokens[:, 0])
+    assert torch.equal(taken, tokens[:, 0]) != (shuffle and len(chunks) > 1)
+
+
+def test_motcat_micro_batches_are_deterministic_in_evaluation_mode() -> None:
+    network = model("motcat", micro_batch=16).eval()
+    features, coords, genomics = bag(50)
+    torch.manual_seed(1)
+    first = network(features, coords, genomics).logits
+    torch.manual_seed(2)
+    torch.testing.assert_close(network(features, coords, genomics).logits, first, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_motcat_with_one_micro_batch_is_the_full_bag_model(training: bool) -> None:
+    features, coords, genomics = bag(40)
+    outputs = []
+    for micro_batch in (None, 40, 1000):
+        network = model("motcat", micro_batch=micro_batch).train(training)
+        torch.manual_seed(3)
+        outputs.append(network(features, coords, genomics).logits)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=0)
+    torch.testing.assert_close(outputs[2], outputs[0], rtol=0, atol=0)
+
+
+def test_motcat_micro_batch_logits_are_the_mean_over_chunks() -> None:
+    network = model("motcat", micro_batch=10).eval()
+    features, coords, genomics = bag(25)
+    patches, genomic = network.project(features), network.embed(genomics)
+    expected = torch.stack(
+        [CoAttentionSurvival.bag_logits(network, chunk, genomic) for chunk in patches.tensor_split(3)]
+    )
+    torch.testing.assert_close(network(features, coords, genomics).logits, expected.mean(dim=0))
+
+
+def test_motcat_trains_with_micro_batches_and_rejects_a_size_below_one() -> None:
+    network = model("motcat", micro_batch=8)
+    output = network(*bag(30))
+    output.logits.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in network.parameters())
+    with pytest.raises(InputError, match="micro_batch"):
+        model("motcat", micro_batch=0)

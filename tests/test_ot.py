@@ -14,6 +14,7 @@ from memamba.ot import (
     cost_matrix,
     epsilon_schedule,
     mmd,
+    normalize_rows,
     sinkhorn_potentials,
     transport_plan,
 )
@@ -178,3 +179,23 @@ def test_unbiased_mmd_needs_two_points_per_cloud() -> None:
     x, y = clouds(n=1)
     with pytest.raises(ValueError, match="at least 2"):
         mmd(x, y, unbiased=True)
+
+
+def test_normalize_rows_gives_the_values_and_gradients_of_f_normalize() -> None:
+    x = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x[1], x[2] = 0.0, x[2] * 1e-14
+    weights = torch.randn_like(x)
+    expected_points, points = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (F.normalize(expected_points, dim=-1) * weights).sum().backward()
+    (normalize_rows(points) * weights).sum().backward()
+    torch.testing.assert_close(normalize_rows(x), F.normalize(x, dim=-1), rtol=0, atol=0)
+    torch.testing.assert_close(points.grad, expected_points.grad)
+
+
+def test_streaming_potentials_follow_geomloss_gradient_convention() -> None:
+    # The last update of f is differentiable in x only, that of g in y only (C(x, y.detach()), …).
+    x, y = clouds()
+    x.requires_grad_()
+    f, _ = sinkhorn_potentials(x, y.requires_grad_(), blur=0.3)
+    f.sum().backward()
+    assert x.grad.abs().sum() > 0 and y.grad is None

@@ -7,11 +7,11 @@ from torch import nn
 
 from memamba.models.attention import GatedAttentionScore
 from memamba.models.base import ModelOutput
-from memamba.models.snn import group_snn, snn_block
+from memamba.models.snn import GroupedSNN, snn_block
 
 
 class SNN(nn.Module):
-    """Genomics only: one two-layer SNN per group, concatenated, SNN layer, Linear -> n_bins logits.
+    """Genomics only: one two-layer SNN per group (GroupedSNN), concatenated, SNN layer, Linear -> n_bins logits.
 
     d_model: width of each group embedding and of the fusion layer; dropout: AlphaDropout rate.
     """
@@ -20,18 +20,13 @@ class SNN(nn.Module):
         self, group_sizes: list[int] | tuple[int, ...], n_bins: int = 4, d_model: int = 256, dropout: float = 0.25
     ) -> None:
         super().__init__()
-        self.group_sizes = tuple(group_sizes)
-        self.embed = nn.ModuleList(group_snn(size, d_model, dropout) for size in self.group_sizes)
-        self.fuse = snn_block(len(self.group_sizes) * d_model, d_model, dropout)
+        self.embed = GroupedSNN(group_sizes, d_model, dropout)
+        self.fuse = snn_block(len(group_sizes) * d_model, d_model, dropout)
         self.head = nn.Linear(d_model, n_bins)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genomics: list[torch.Tensor]) -> ModelOutput:
         """genomics: one vector [g_i] per group (features and coords are ignored) -> logits [n_bins]."""
-        sizes = tuple(len(values) for values in genomics)
-        if sizes != self.group_sizes:
-            raise ValueError(f"genomic group sizes {sizes} differ from the model's {self.group_sizes}")
-        embedded = torch.cat([embed(values) for embed, values in zip(self.embed, genomics, strict=True)])
-        logits = self.head(self.fuse(embedded))
+        logits = self.head(self.fuse(self.embed(genomics).flatten()))
         return ModelOutput(logits=logits, aux_loss=logits.new_zeros(()))
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from memamba.models.attention import GatedAttentionScore
 from memamba.models.base import ModelOutput
-from memamba.models.snn import group_snn
+from memamba.models.snn import GroupedSNN
 from memamba.models.synergy import SynergisticExpert
 
 
@@ -34,9 +36,8 @@ class CoAttentionSurvival(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
-        self.group_sizes = tuple(group_sizes)
         self.project = nn.Sequential(nn.Linear(feature_dim, d_model), nn.ReLU(), nn.Dropout(dropout))
-        self.embed = nn.ModuleList(group_snn(size, d_model, dropout) for size in self.group_sizes)
+        self.embed = GroupedSNN(group_sizes, d_model, dropout)
         self.path_encoder = _transformer(d_model, n_heads, n_layers, dropout)
         self.omic_encoder = _transformer(d_model, n_heads, n_layers, dropout)
         self.path_pool = GatedAttentionScore(d_model, dropout=dropout)
@@ -50,18 +51,18 @@ class CoAttentionSurvival(nn.Module):
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, genomics: list[torch.Tensor]) -> ModelOutput:
         """features [N, feature_dim], genomics: one vector [g_i] per group (coords are ignored) -> logits."""
-        sizes = tuple(len(values) for values in genomics)
-        if sizes != self.group_sizes:
-            raise ValueError(f"genomic group sizes {sizes} differ from the model's {self.group_sizes}")
         if len(features) == 0:
             raise ValueError(f"{type(self).__name__} needs at least one patch; the bag is empty")
-        genomic = torch.stack([embed(values) for embed, values in zip(self.embed, genomics, strict=True)])
-        guided = self.co_attend(self.project(features), genomic)
+        logits = self.bag_logits(self.project(features), self.embed(genomics))
+        return ModelOutput(logits=logits, aux_loss=logits.new_zeros(()))
+
+    def bag_logits(self, patches: torch.Tensor, genomic: torch.Tensor) -> torch.Tensor:
+        """Patch tokens [N, d], genomic tokens [M, d] -> logits [n_bins] (co-attention, transformers, head)."""
+        guided = self.co_attend(patches, genomic)
         path = self.path_encoder(guided[None])[0]
         omic = self.omic_encoder(genomic[None])[0]
         pooled = torch.cat((_pool(self.path_pool, path), _pool(self.omic_pool, omic)))
-        logits = self.head(self.fuse(pooled))
-        return ModelOutput(logits=logits, aux_loss=logits.new_zeros(()))
+        return self.head(self.fuse(pooled))
 
 
 class MCAT(CoAttentionSurvival):
@@ -93,10 +94,19 @@ class MOTCat(CoAttentionSurvival):
     the co-attention; each genomic token receives the plan-weighted mean of its patches (barycentric
     projection, memamba.models.synergy.SynergisticExpert without MMD).
 
-    MOTCat solves OT on random subsets of patches (mini-batch OT); we solve it for the whole bag with
-    memamba.ot (streaming backend by default: O(N + M) memory per Sinkhorn update).
     ot_blur: ε = blur^2 (MOTCat's reg 0.1 ≈ 0.3^2); ot_reach: ρ = reach^2 (its τ 0.5 ≈ 0.7^2; None =
     balanced); ot_cost, ot_backend, ot_scaling, ot_tolerance: see memamba.ot.sinkhorn_potentials.
+
+    micro_batch: None = one OT over the whole bag (memamba.ot, streaming backend by default: O(N + M)
+    memory per Sinkhorn update). An int = MOTCat's own training scheme (its script: 256): the bag is
+    split into ceil(N / micro_batch) near-equal chunks (split_bag: a random permutation from torch's
+    generator in training mode, the input order in evaluation mode), and the co-attention (one OT per
+    chunk), the transformers and the head run on each chunk in turn. MOTCat averages the chunks'
+    losses (training) and risks (evaluation); we average their logits, so that every model gives one
+    set of logits per patient to the same loss. Its OT is POT's unbalanced Sinkhorn on the CPU in
+    float64; ours stays on the model's device, which is faster. The patch projection and the genomic
+    SNNs run once per bag (MOTCat's trainer reruns them per chunk: the same maths, with dropout masks
+    drawn per chunk there).
     """
 
     def __init__(
@@ -114,8 +124,12 @@ class MOTCat(CoAttentionSurvival):
         ot_cost: str = "cosine",
         ot_scaling: float = 0.9,
         ot_tolerance: float | None = 1e-3,
+        micro_batch: int | None = None,
     ) -> None:
         super().__init__(feature_dim, group_sizes, n_bins, d_model, n_heads, n_layers, dropout)
+        if micro_batch is not None and micro_batch < 1:
+            raise ValueError(f"micro_batch must be None or a positive number of patches, got {micro_batch}")
+        self.micro_batch = micro_batch
         self.transport = SynergisticExpert(
             ot_backend=ot_backend,
             blur=ot_blur,
@@ -129,6 +143,26 @@ class MOTCat(CoAttentionSurvival):
     def co_attend(self, patches: torch.Tensor, genomic: torch.Tensor) -> torch.Tensor:
         """Barycentric projection of the patches [N, d] through the OT plan onto the genomic tokens [M, d]."""
         return self.transport(patches, genomic)[0]
+
+    def bag_logits(self, patches: torch.Tensor, genomic: torch.Tensor) -> torch.Tensor:
+        """The mean of the chunks' logits [n_bins] with micro_batch (one chunk: the whole-bag logits)."""
+        if self.micro_batch is None:
+            return super().bag_logits(patches, genomic)
+        chunk_logits = super().bag_logits
+        chunks = split_bag(patches, self.micro_batch, shuffle=self.training)
+        return torch.stack([chunk_logits(chunk, genomic) for chunk in chunks]).mean(dim=0)
+
+
+def split_bag(tokens: torch.Tensor, micro_batch: int, *, shuffle: bool) -> tuple[torch.Tensor, ...]:
+    """tokens [N, d] as ceil(N / micro_batch) chunks whose sizes differ by at most one, each patch in one.
+
+    shuffle: the chunks take the patches in a random order (torch.randperm on the tokens' device);
+    else in input order. A bag that fits in one chunk is returned as is (never permuted).
+    """
+    count = math.ceil(len(tokens) / micro_batch)
+    if shuffle and count > 1:
+        tokens = tokens[torch.randperm(len(tokens), device=tokens.device)]
+    return tokens.tensor_split(count)
 
 
 def _transformer(d_model: int, n_heads: int, n_layers: int, dropout: float) -> nn.TransformerEncoder:

@@ -8,7 +8,7 @@ from torch import nn
 from memamba.models.attention import GatedAttentionScore
 from memamba.models.mamba import MambaLayer
 from memamba.models.scan_order import ORDER_MODES, spatial_order
-from memamba.models.snn import group_snn
+from memamba.models.snn import GroupedSNN
 
 SCANS = ("conventional", "attention")
 COMBINES = ("sum", "gate")
@@ -76,8 +76,27 @@ def _scan_in_order(layer: MambaLayer, tokens: torch.Tensor, order: torch.Tensor 
     """Run layer over tokens [N, d] visited in order [N]; the outputs are returned in input order."""
     if order is None:
         return layer(tokens[None])[0]
-    scanned = layer(tokens[order][None])[0]
-    return scanned[torch.argsort(order)]
+    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
+    scanned = layer(_PermuteRows.apply(tokens, order, inverse)[None])[0]
+    return _PermuteRows.apply(scanned, inverse, order)
+
+
+class _PermuteRows(torch.autograd.Function):
+    """rows[order] for a permutation order [N] whose inverse [N] is given; backward is grad[inverse].
+
+    Autograd's own backward of a row gather scatters with accumulation (index_put_ / index_add_), which
+    on CUDA uses atomics, or a sort under deterministic algorithms; a permutation needs only a gather.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return rows.index_select(0, order)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
 
 
 class PathologyExpert(nn.Module):
@@ -106,9 +125,13 @@ class PathologyExpert(nn.Module):
         self.blocks = nn.ModuleList(DualScanBlock(d_model, scans, **block_args) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """features [N, feature_dim], coords [N, 2] -> tokens [N, d_model]."""
-        order = spatial_order(coords, self.order_mode).to(features.device)
+    def forward(self, features: torch.Tensor, coords: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        """features [N, feature_dim], coords [N, 2] -> tokens [N, d_model].
+
+        order: spatial_order(coords, order_mode) when the caller has it already (None = compute it).
+        """
+        if order is None:
+            order = spatial_order(coords, self.order_mode).to(features.device)
         tokens = self.project(features)
         for block in self.blocks:
             tokens = block(tokens, order)
@@ -118,7 +141,7 @@ class PathologyExpert(nn.Module):
 class GenomicsExpert(nn.Module):
     """Genomic groups (one vector [g_i] each) -> genomic tokens [M, d_model], M = number of groups.
 
-    One two-layer SNN per group embeds the group into one token; n_layers DualScanBlocks follow
+    One two-layer SNN per group (GroupedSNN) embeds the group into one token; n_layers DualScanBlocks follow
     (the conventional scan visits the groups in their given order), then LayerNorm.
     """
 
@@ -133,17 +156,13 @@ class GenomicsExpert(nn.Module):
         **block_args: object,
     ) -> None:
         super().__init__()
-        self.group_sizes = tuple(group_sizes)
-        self.embed = nn.ModuleList(group_snn(size, d_model, dropout) for size in self.group_sizes)
+        self.embed = GroupedSNN(group_sizes, d_model, dropout)
         self.blocks = nn.ModuleList(DualScanBlock(d_model, scans, **block_args) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, genomics: list[torch.Tensor]) -> torch.Tensor:
         """genomics: list of M vectors [g_i] -> tokens [M, d_model]."""
-        sizes = tuple(len(values) for values in genomics)
-        if sizes != self.group_sizes:
-            raise ValueError(f"genomic group sizes {sizes} differ from the model's {self.group_sizes}")
-        tokens = torch.stack([embed(values) for embed, values in zip(self.embed, genomics, strict=True)])
+        tokens = self.embed(genomics)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)

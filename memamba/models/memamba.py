@@ -113,9 +113,10 @@ class MEMamba(nn.Module):
             return self.genomics(genomics), None, no_aux_loss
         if len(features) == 0:
             raise ValueError("the bag has no patches; a genomics-only model needs modalities=('genomics',)")
-        pathology = self.pathology(features, coords)
+        order = spatial_order(coords, self.order_mode).to(features.device)
+        pathology = self.pathology(features, coords, order)
         if self.genomics is None:
-            return pathology, spatial_order(coords, self.order_mode).to(features.device), no_aux_loss
+            return pathology, order, no_aux_loss
         genomic = self.genomics(genomics)
         aligned, mmd_loss = self.synergy(pathology, genomic)
         interleaved = torch.stack((aligned, genomic), dim=1).flatten(0, 1)

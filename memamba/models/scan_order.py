@@ -20,8 +20,11 @@ def spatial_order(coords: torch.Tensor, mode: str = "row_major") -> torch.Tensor
         raise ValueError(f"coords must have shape [N, 2], got {tuple(coords.shape)}")
     if len(coords) == 0:
         return torch.zeros(0, dtype=torch.long, device=coords.device)
-    column, row = _dense_ranks(coords[:, 0]), _dense_ranks(coords[:, 1])
-    key = row * (int(column.max()) + 1) + column if mode == "row_major" else hilbert_index(column, row)
+    if mode == "row_major":
+        # Stable sorts by x, then by y: no data-dependent shapes, so no read-back from the device.
+        by_x = torch.sort(coords[:, 0], stable=True).indices
+        return by_x[torch.sort(coords[by_x, 1], stable=True).indices]
+    key = hilbert_index(_dense_ranks(coords[:, 0]), _dense_ranks(coords[:, 1]))
     return torch.sort(key, stable=True).indices
 
 

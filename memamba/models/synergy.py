@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from memamba.ot import (
@@ -13,8 +12,8 @@ from memamba.ot import (
     barycentric_projection,
     cost_matrix,
     mmd,
-    sinkhorn_potentials,
-    transport_plan,
+    normalize_rows,
+    sinkhorn_plan,
 )
 
 
@@ -30,7 +29,7 @@ class SynergisticExpert(nn.Module):
     mean the same whatever the token scale; 0 when off.
     ot_backend, blur, reach, cost, scaling, tolerance: see memamba.ot.sinkhorn_potentials (tolerance
     needs the streaming or auto backend: the GeomLoss backends stop after the ε-scaling schedule).
-    The module has no parameters of its own.
+    The module has no parameters of its own (its bandwidths are a buffer outside the state dict).
     """
 
     def __init__(
@@ -64,7 +63,7 @@ class SynergisticExpert(nn.Module):
         }
         self.blur, self.cost = blur, cost
         self.use_ot, self.use_mmd = use_ot, use_mmd
-        self.mmd_bandwidths = tuple(mmd_bandwidths)
+        self.register_buffer("mmd_bandwidths", torch.tensor(mmd_bandwidths, dtype=torch.float32), persistent=False)
 
     def forward(self, pathology: torch.Tensor, genomics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pathology [N, d], genomics [M, d] -> (aligned pathology [M, d], MMD loss scalar), in float32.
@@ -78,12 +77,11 @@ class SynergisticExpert(nn.Module):
     def _align(self, pathology: torch.Tensor, genomics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """forward without the autocast guard."""
         if self.use_ot:
-            f, g = sinkhorn_potentials(pathology, genomics, **self.ot_args)
-            plan = transport_plan(f, g, pathology, genomics, blur=self.blur, cost=self.cost)
+            plan = sinkhorn_plan(pathology, genomics, **self.ot_args)
         else:
             plan = torch.softmax(-cost_matrix(pathology, genomics, self.cost) / self.blur**2, dim=0)
         aligned = barycentric_projection(plan, pathology)
         if not self.use_mmd:
             return aligned, genomics.new_zeros(())
-        loss = mmd(F.normalize(aligned, dim=-1), F.normalize(genomics, dim=-1), self.mmd_bandwidths)
+        loss = mmd(normalize_rows(aligned), normalize_rows(genomics), self.mmd_bandwidths)
         return aligned, loss
