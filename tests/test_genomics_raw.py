@@ -338,6 +338,35 @@ def test_empty_expression_cell_fails_by_default_and_is_kept_for_imputation(tmp_p
     assert int(omics["RB1_rnaseq"].isna().sum()) == 1
 
 
+def test_log2p1_of_raw_rsem_gives_the_logged_values(tmp_path: Path) -> None:
+    table = blca_subset(9)
+    rnaseq = [column for column in table.columns if column.endswith("_rnaseq")]
+    raw = table.copy()
+    raw[rnaseq] = np.exp2(table[rnaseq] + 10) - 1  # unlogged values whose log2(x + 1) is z + 10
+    files = write_raw_cohort(tmp_path, raw)
+    summary = build_cohort(None, GROUPS, tmp_path / "cohort", n_folds=3, expression_transform="log2p1", **files)
+    omics = pd.read_parquet(tmp_path / "cohort" / "omics.parquet").set_index("case_id").loc[table["case_id"]]
+    np.testing.assert_allclose(omics[rnaseq].to_numpy(), table[rnaseq].to_numpy() + 10, atol=1e-9)
+    cnv = [column for column in table.columns if column.endswith("_cnv")]
+    np.testing.assert_array_equal(omics[cnv].to_numpy(), table[cnv].to_numpy())
+    assert summary["expression_transform"] == "log2p1"
+
+
+def test_log2p1_of_a_logged_or_z_scored_matrix_fails_naming_gene_and_patient(tmp_path: Path) -> None:
+    table = blca_subset(9)  # MCAT's expression values are z-scores: some are negative
+    files = write_raw_cohort(tmp_path, table)
+    with pytest.raises(InputError, match=r"data_mrna_seq_v2_rsem\.txt: gene \w+, patient TCGA-\w\w-\w{4}: .* negative"):
+        build_cohort(None, GROUPS, tmp_path / "cohort", n_folds=3, expression_transform="log2p1", **files)
+    assert not (tmp_path / "cohort").exists()
+
+
+def test_expression_transform_without_an_expression_matrix_is_refused(tmp_path: Path) -> None:
+    files = write_raw_cohort(tmp_path, blca_subset(9))
+    files.pop("expression")
+    with pytest.raises(InputError, match="applies to --expression, which is not given"):
+        build_cohort(None, GROUPS, tmp_path / "cohort", n_folds=3, expression_transform="log2p1", **files)
+
+
 def test_split_files_lose_the_patients_the_cohort_dropped(tmp_path: Path) -> None:
     table = blca_subset(12)
     files = write_raw_cohort(tmp_path, table)

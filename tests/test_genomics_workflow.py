@@ -61,3 +61,17 @@ def test_raw_cohort_without_slides_plans_no_tiling(tmp_path: Path) -> None:
     job_rules = {line.split()[0] for line in result.stdout.split("Job stats:", 1)[1].splitlines()[3:] if line.strip()}
     assert "genomics" in job_rules and "train" in job_rules
     assert "tile" not in job_rules and "features" not in job_rules
+
+
+def test_expression_transform_of_a_raw_cohort_reaches_the_genomics_job(tmp_path: Path) -> None:
+    config = raw_cohort_config(tmp_path, with_slides=False)
+    settings = yaml.safe_load(config.read_text())
+    settings["cohorts"]["blca_raw"]["expression_transform"] = "log2p1"
+    config.write_text(yaml.safe_dump(settings))
+    result = snakemake(config, "--dry-run", "--printshellcmds", "genomics_all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--expression-transform log2p1" in result.stdout
+    settings["cohorts"]["blca_raw"]["expression_transform"] = "log10"
+    config.write_text(yaml.safe_dump(settings))
+    refused = snakemake(config, "--dry-run", "genomics_all")
+    assert refused.returncode != 0 and "log10" in refused.stdout + refused.stderr

@@ -41,6 +41,12 @@ def add_parser(subparsers: SubParsers) -> None:
         default=None,
         help="gene x sample expression matrix (data_mrna_seq_v2_rsem.txt, Xena)",
     )
+    parser.add_argument(
+        "--expression-transform",
+        choices=("none", "log2p1"),
+        default="none",
+        help="log2p1: log2(x + 1) of the --expression values (cBioPortal's RSEM file is not logged); default none",
+    )
     parser.add_argument("--cnv", type=Path, default=None, help="gene x sample copy-number matrix (data_cna.txt)")
     parser.add_argument("--mutations", type=Path, default=None, help="mutation MAF (data_mutations.txt, GDC .maf)")
     parser.add_argument(
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> None:
         clinical=args.clinical,
         slides=args.slides,
         expression=args.expression,
+        expression_transform=args.expression_transform,
         cnv=args.cnv,
         mutations=args.mutations,
         endpoint=args.endpoint,

@@ -41,11 +41,13 @@ def build_cohort(
     seed: int = 0,
     nan_policy: str = "fail",
     missing_policy: str = "drop",
+    expression_transform: str = "none",
 ) -> dict:
     """Write the cohort folder `out_dir` and return its summary.
 
     Inputs (`gather_inputs`): an MCAT-style table (rows = slides) and/or raw files: clinical patient
-    table, slides folder or CSV, expression and copy-number matrices, mutation MAF. endpoint: "os",
+    table, slides folder or CSV, expression (optionally log2(x + 1), `expression_transform`) and
+    copy-number matrices, mutation MAF. endpoint: "os",
     "dss" or "pfi". groups: a builtin name (`BUILTIN_GROUPS`), a .gmt or CSV path, or a name → genes
     mapping, matched to the columns of the omics named in `omics`. Patients without a label, a slide or
     an omic are dropped with a warning or fail (`missing_policy`). Files: patients.parquet,
@@ -63,6 +65,7 @@ def build_cohort(
         mutations=mutations,
         endpoint=endpoint,
         nan_policy=nan_policy,
+        expression_transform=expression_transform,
     )
     definitions = groups if isinstance(groups, Mapping) else load_gene_groups(groups)
     source = "/".join(dict.fromkeys(inputs.sources[suffix] for suffix in OMIC_SUFFIXES if suffix in inputs.sources))
@@ -87,6 +90,7 @@ def build_cohort(
         dropped={reason: cases for reason, cases in dropped.items()},
         nan_policy=nan_policy,
         missing_policy=missing_policy,
+        expression_transform=expression_transform,
         split_source="files" if splits_dir is not None else "stratified",
         splits_dir=None if splits_dir is None else str(splits_dir),
         seed=None if splits_dir is not None else seed, memamba_version=__version__,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from memamba.errors import InputError
 from memamba.genomics.clinical import read_clinical
-from memamba.genomics.matrices import read_gene_matrix
+from memamba.genomics.matrices import read_gene_matrix, transform_expression
 from memamba.genomics.mutations import read_mutations
 from memamba.genomics.patients import patient_labels, patient_omics
 from memamba.genomics.slides import read_slide_list
@@ -43,6 +43,7 @@ def gather_inputs(
     mutations: str | Path | None = None,
     endpoint: str = "os",
     nan_policy: str = "fail",
+    expression_transform: str = "none",
 ) -> CohortInputs:
     """Read every given source.
 
@@ -50,6 +51,7 @@ def gather_inputs(
     the two. Slides come from `slides` (folder or CSV, `read_slide_list`) or else from the table's
     slide_id column. Omics come from the raw matrices when any of expression/cnv/mutations is given
     (columns `{gene}_rnaseq`, `{gene}_cnv`, `{gene}_mut`), else from the table's omic columns.
+    expression_transform ("none" or "log2p1", `transform_expression`) applies to `expression` only.
     """
     if (table is None) == (clinical is None):
         raise InputError(
@@ -57,6 +59,8 @@ def gather_inputs(
             "(clinical patient table), not both and not neither"
         )
     matrices = {"_rnaseq": expression, "_cnv": cnv, "_mut": mutations}
+    if expression_transform != "none" and expression is None:
+        raise InputError(f"expression transform {expression_transform!r} applies to --expression, which is not given")
     if table is None and slides is None:
         raise InputError(f"{clinical}: a clinical table names no slide; pass the slides with --slides DIR or CSV")
     if table is None and not any(matrices.values()):
@@ -76,14 +80,16 @@ def gather_inputs(
     else:
         slide_list = slide_table[["case_id", "slide_id"]].reset_index(drop=True)
     if any(matrices.values()):
-        omics = _raw_omics(matrices, sources)
+        omics = _raw_omics(matrices, sources, expression_transform)
     else:
         omics = patient_omics(slide_table, omic_columns(slide_table.columns), table)
         sources.update({suffix: str(table) for suffix in matrices})
     return CohortInputs(labels=labels, slides=slide_list, omics=omics, unlabelled=unlabelled, sources=sources)
 
 
-def _raw_omics(matrices: dict[str, str | Path | None], sources: dict[str, str]) -> pd.DataFrame:
+def _raw_omics(
+    matrices: dict[str, str | Path | None], sources: dict[str, str], expression_transform: str
+) -> pd.DataFrame:
     parts = []
     for suffix, path in matrices.items():
         if path is None:
@@ -94,6 +100,8 @@ def _raw_omics(matrices: dict[str, str | Path | None], sources: dict[str, str]) 
             what = "expression matrix" if suffix == "_rnaseq" else "copy-number matrix"
             option = "--expression" if suffix == "_rnaseq" else "--cnv"
             matrix = read_gene_matrix(path, what=what, option=option)
+            if suffix == "_rnaseq":
+                matrix = transform_expression(matrix, expression_transform, path)
         parts.append(matrix.add_suffix(suffix))
         sources[suffix] = str(path)
     omics = pd.concat(parts, axis=1, join="outer")

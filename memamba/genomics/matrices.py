@@ -14,6 +14,9 @@ from memamba.genomics.delimited import TextTable, numeric_block, read_text_table
 
 log = logging.getLogger(__name__)
 
+EXPRESSION_TRANSFORMS = ("none", "log2p1")
+"""What is done to raw expression values: nothing, or log2(x + 1) (cBioPortal's RSEM file is not logged)."""
+
 
 def read_gene_matrix(path: str | Path, *, what: str, option: str) -> pd.DataFrame:
     """Patients × genes float64 (NaN = missing), index = 12-character patient ids, columns = gene symbols.
@@ -68,3 +71,24 @@ def _sample_rows(table: TextTable, what: str) -> pd.DataFrame:
             f"{table.path}: sample '{ids[duplicated_rows].iloc[0]}' appears twice (line {line}); list each sample once"
         )
     return pd.DataFrame(values[:, keep], index=ids.to_list(), columns=genes[keep].to_list())
+
+
+def transform_expression(matrix: pd.DataFrame, transform: str, source: str | Path) -> pd.DataFrame:
+    """Patients × genes expression with `transform` (EXPRESSION_TRANSFORMS) applied; NaN stays NaN.
+
+    "log2p1" needs non-negative values (raw counts or RSEM): a negative one, the mark of a matrix that is
+    already logged or z-scored, raises InputError naming `source`, the gene and the patient.
+    """
+    if transform not in EXPRESSION_TRANSFORMS:
+        raise InputError(f"unknown expression transform {transform!r}: use one of {', '.join(EXPRESSION_TRANSFORMS)}")
+    if transform == "none":
+        return matrix
+    negative = np.argwhere(matrix.to_numpy() < 0)
+    if len(negative):
+        row, column = negative[0]
+        raise InputError(
+            f"{source}: gene {matrix.columns[column]}, patient {matrix.index[row]}: expression "
+            f"{matrix.iat[row, column]:g} is negative, so the matrix is not raw counts: use expression "
+            "transform none for logged or z-scored values"
+        )
+    return np.log2(matrix + 1)

@@ -66,6 +66,8 @@ def genomics_source_arguments(wildcards, input):
         return f"--table {shlex.quote(input.table)}"
     spec = config["cohorts"][wildcards.cohort]
     arguments = [f"--{name} {shlex.quote(getattr(input, name))}" for name in RAW_GENOMICS if name in spec]
+    if "expression" in spec:
+        arguments.append(f"--expression-transform {spec.get('expression_transform', 'none')}")
     if "slides_dir" in spec:
         arguments.append(f"--slides {shlex.quote(spec['slides_dir'])}")
     return " ".join(arguments)
