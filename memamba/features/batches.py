@@ -58,7 +58,7 @@ def _tile_batches(
     try:
         for start in range(first * batch_size, len(reader), step * batch_size):
             indices = np.arange(start, min(start + batch_size, len(reader)))
-            yield reread_failed(*reader.read_batch(indices), indices, fallback)
+            yield _reread_failed(*reader.read_batch(indices), indices, fallback)
     finally:
         reader.close()
 
@@ -77,15 +77,12 @@ def _interleave(sources: list[Iterator[Batch]]) -> Iterator[Batch]:
             source.close()
 
 
-def reread_failed(
+def _reread_failed(
     images: torch.Tensor, failed: torch.Tensor, indices: np.ndarray, fallback: SlidePatchDataset
 ) -> Batch:
     """(images, blank flags [B]) with the `failed` patches (bool [B]) re-read through `fallback`."""
     blank = torch.zeros(len(indices), dtype=torch.bool)
-    positions = np.flatnonzero(failed.numpy())
-    if len(positions):
-        images = images.clone()
-    for position in positions:
+    for position in np.flatnonzero(failed.numpy()):
         image, blank[position] = fallback[int(indices[position])]
         images[position] = image.to(images.device)
     return images, blank

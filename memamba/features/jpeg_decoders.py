@@ -47,15 +47,7 @@ class LibjpegDecoder:
         self.device = torch.device("cpu")
 
     def decode(self, streams: list[bytes]) -> list[torch.Tensor | None]:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        images: list[torch.Tensor | None] = []
-        for stream in streams:
-            try:
-                images.append(decode_jpeg(_as_tensor(stream), mode=ImageReadMode.RGB))
-            except RuntimeError:
-                images.append(None)
-        return images
+        return _decode_each([_as_tensor(stream) for stream in streams], self.device)
 
 
 class NvjpegDecoder:
@@ -76,13 +68,20 @@ class NvjpegDecoder:
                 return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device))
             except RuntimeError:
                 pass
-        images: list[torch.Tensor | None] = []
-        for tensor in tensors:
-            try:
-                images.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=self.device))
-            except RuntimeError:
-                images.append(None)
-        return images
+        return _decode_each(tensors, self.device)
+
+
+def _decode_each(tensors: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """One torchvision decode per JPEG stream tensor on `device`, None for a stream that fails."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    images: list[torch.Tensor | None] = []
+    for tensor in tensors:
+        try:
+            images.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            images.append(None)
+    return images
 
 
 def _as_tensor(stream: bytes) -> torch.Tensor:
