@@ -3,10 +3,11 @@
 Measures, on one GPU machine and in one process (patches/s unless stated):
 (a) model-only ceilings: random uint8 batches already on the GPU, normalised and encoded (bf16 autocast,
     channels_last for CNNs; optionally torch.compile);
-(b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile JPEG decode by
-    libjpeg on the CPU (tiles/s, one thread and all cores), by nvJPEG on the GPU (tiles/s, 1-8 threads);
-    the decode ceiling in patches/s (fastest raw decode / tiles per patch); and memamba's tiles reader
-    alone (bytes, decode, assembly, resize; no model);
+(b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile read + JPEG
+    decode by libjpeg on the CPU (tiles/s, one thread and all cores), by nvJPEG on the GPU (tiles/s, 1-2
+    threads), and by both at once (nvJPEG beside libjpeg on all cores but three, as the tiles reader
+    runs them); the decode ceiling in patches/s (that last rate / tiles per patch); and memamba's tiles
+    reader alone (bytes, decode, assembly, resize; no model), with and without libjpeg lanes;
 (c) end to end (`encode_patches` over memamba's `patch_batches` for each reader configuration, worker
     start-up included) for resnet50_trunc and vit_large_patch16_224 on a
     synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real CMU-1-Small-Region slide; and the
@@ -26,6 +27,7 @@ import importlib.util
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,12 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memamba.features import tile_lanes
 from memamba.features.batches import openslide_batches
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.extract import DECODE_THREADS, encode_patches, patch_batches
-from memamba.features.jpeg_decoders import make_decoder
+from memamba.features.extract import encode_patches, patch_batches
+from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.registry import build_encoder, get_encoder_spec
+from memamba.features.tile_lanes import THREADS_KEPT
 
 CMU = Path(__file__).resolve().parents[1] / "tests" / "data" / "slides" / "cmu-1-small-region.svs"
 TILE = 256
@@ -48,6 +52,8 @@ PATCH_LEVEL0 = 512
 READ_SIZE = 256
 ENCODERS = ("resnet50_trunc", "vit_large_patch16_224")
 MODEL_BATCH = {"resnet50_trunc": 512, "vit_large_patch16_224": 256}
+Config = tuple[str, int, int]
+"""A reader configuration: (reader, OpenSlide worker processes, CPU threads of the tiles reader)."""
 
 
 def write_synthetic_svs(path: Path, size: int, quality: int = 90) -> None:
@@ -159,46 +165,79 @@ def openslide_ceiling(slide: Path, coords: np.ndarray, workers: int) -> float:
     return rate(lambda: sum(len(images) for images, _ in openslide_batches(dataset, cpu, 64, workers)), cpu, 1)
 
 
-def cpu_decode_ceiling(streams: list[bytes], threads: int) -> float:
-    """tiles/s of libjpeg (torchvision, CPU) over `streams` on `threads` threads."""
-    decoder = make_decoder("libjpeg", torch.device("cpu"))
-    chunks = [streams[index::threads] for index in range(threads)]
-    with ThreadPoolExecutor(threads) as pool:
-        return rate(lambda: sum(len(images) for images in pool.map(decoder.decode, chunks)), torch.device("cpu"), 1)
+def cpu_decode_ceiling(
+    pyramid: JpegTiffPyramid, tile_ids: np.ndarray, threads: int, device: torch.device, batch: int = 1024
+) -> float:
+    """tiles/s of libjpeg (simplejpeg, replicating upsampling as beside nvJPEG) on `threads` threads,
+    file reads and the copy to `device` included, in batches of `batch` tiles (as a CPU lane reads)."""
+    decoder = LibjpegDecoder(device, threads, "replicate")
+
+    def work() -> int:
+        for start in range(0, len(tile_ids), batch):
+            decoder.decode(pyramid, 0, tile_ids[start : start + batch])
+        return len(tile_ids)
+
+    work()
+    return rate(work, device)
 
 
-def gpu_decode_ceiling(streams: list[bytes], device: torch.device, threads: int, batch: int = 1024) -> float:
-    """tiles/s of nvJPEG in batches of `batch` tiles from `threads` threads at once, each with its own
-    decoder instance (outputs stacked on the device, as the reader does)."""
-    decoders = [make_decoder("nvjpeg", device) for _ in range(threads)]
+def gpu_decode_ceiling(pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: torch.device, threads: int) -> float:
+    """tiles/s of nvJPEG in batches of 1024 tiles from `threads` threads at once, file reads included
+    (outputs stacked on the device, as the reader does)."""
+    decoder, batch = NvjpegDecoder(device), 1024
 
     def decode(offset: int) -> int:
-        for start in range(offset * batch, len(streams), batch * threads):
-            torch.stack(decoders[offset].decode(streams[start : start + batch]))
+        for start in range(offset * batch, len(tile_ids), batch * threads):
+            decoder.decode(pyramid, 0, tile_ids[start : start + batch])
         return 0
 
     with ThreadPoolExecutor(threads) as pool:
 
         def work() -> int:
             list(pool.map(decode, range(threads)))
-            return len(streams)
+            return len(tile_ids)
 
         work()
         return rate(work, device)
 
 
+def combined_decode_ceiling(
+    pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: torch.device, cpu_threads: int, seconds: float = 4.0
+) -> tuple[float, float]:
+    """(nvJPEG tiles/s, libjpeg tiles/s) with both decoding at once for `seconds`, as the tiles reader
+    runs them: nvJPEG from GPU_LANES threads, libjpeg (replicating upsampling) on `cpu_threads` threads,
+    each lane on its own CUDA stream; batches of 1024 tiles, file reads and copies to the GPU included."""
+    decoders = [NvjpegDecoder(device) for _ in range(tile_lanes.GPU_LANES)]
+    decoders.append(LibjpegDecoder(device, cpu_threads, "replicate"))
+    counts = [0] * len(decoders)
+    stop = time.perf_counter() + seconds
+
+    def loop(lane: int) -> None:
+        start, stream = lane * 1024, torch.cuda.Stream(device)
+        with torch.cuda.stream(stream):
+            while time.perf_counter() < stop:
+                tiles, _ = decoders[lane].decode(pyramid, 0, tile_ids[start % len(tile_ids) :][:1024])
+                stream.synchronize()
+                counts[lane] += len(tiles)
+                start += 1024
+
+    begin = time.perf_counter()
+    with ThreadPoolExecutor(len(decoders)) as pool:
+        list(pool.map(loop, range(len(decoders))))
+    elapsed = time.perf_counter() - begin
+    return sum(counts[:-1]) / elapsed, counts[-1] / elapsed
+
+
 def reader_batches(
-    slide: Path, coords: np.ndarray, device: torch.device, config: tuple[str, int], batch_size: int, size: int
+    slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int, size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """memamba's own batches for a reader configuration (reader, worker processes)."""
-    reader, workers = config
+    """memamba's own batches for a reader configuration (reader, worker processes, CPU threads)."""
+    reader, workers, threads = config
     dataset = SlidePatchDataset(slide, coords, PATCH_LEVEL0, READ_SIZE, size)
-    return patch_batches(reader, dataset, device, batch_size, workers)[1]
+    return patch_batches(reader, dataset, device, batch_size, workers, threads)[1]
 
 
-def reader_ceiling(
-    slide: Path, coords: np.ndarray, device: torch.device, config: tuple[str, int], batch_size: int
-) -> float:
+def reader_ceiling(slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int) -> float:
     """patches/s of a reader configuration alone (no model; worker start-up included)."""
 
     def work() -> int:
@@ -209,7 +248,7 @@ def reader_ceiling(
 
 
 def end_to_end(
-    name: str, slide: Path, coords: np.ndarray, device: torch.device, config: tuple[str, int], batch_size: int
+    name: str, slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int
 ) -> float:
     """patches/s of reading + encoding every patch (features on the host) with memamba's fast settings;
     worker start-up included (after one warm-up pass, so the page cache is warm)."""
@@ -224,13 +263,43 @@ def end_to_end(
     return rate(work, device, repeats=2)
 
 
-def describe(config: tuple[str, int], device: torch.device) -> str:
+def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
+    """resnet50_trunc end to end with other numbers of nvJPEG lanes and CPU threads than the defaults, and
+    with Python's GIL switch interval (default 5 ms) shortened."""
+    default, switch_interval = tile_lanes.GPU_LANES, sys.getswitchinterval()
+    try:
+        for gpu_lanes, threads, interval in (
+            (2, cores, 5e-4),
+            (3, cores, 5e-4),
+            (2, cores - 4, 5e-4),
+            (3, cores, 5e-3),
+        ):
+            tile_lanes.GPU_LANES = gpu_lanes
+            sys.setswitchinterval(interval)
+            value = end_to_end(
+                "resnet50_trunc", slide, coords, device, ("tiles", 0, threads), MODEL_BATCH["resnet50_trunc"]
+            )
+            beside = threads - THREADS_KEPT
+            add(
+                f"(c) resnet50_trunc end to end, {gpu_lanes} nvJPEG lanes + libjpeg on {beside} threads, "
+                f"GIL switch interval {interval * 1000:g} ms",
+                "synthetic",
+                value,
+            )
+    finally:
+        tile_lanes.GPU_LANES = default
+        sys.setswitchinterval(switch_interval)
+
+
+def describe(config: Config, device: torch.device) -> str:
     """Words for a reader configuration on `device`."""
-    reader, workers = config
+    reader, workers, threads = config
     if reader == "openslide":
         return f"OpenSlide reader, {workers} processes"
-    threads = DECODE_THREADS if device.type == "cuda" else 1
-    return f"tiles reader, {'nvJPEG' if device.type == 'cuda' else 'libjpeg'}, {threads} reader thread(s)"
+    if device.type != "cuda":
+        return f"tiles reader, libjpeg on {threads} threads"
+    beside = threads - THREADS_KEPT
+    return f"tiles reader, nvJPEG + libjpeg on {beside} threads" if beside > 0 else "tiles reader, nvJPEG only"
 
 
 class SharedHandleDataset(torch.utils.data.Dataset):
@@ -302,8 +371,9 @@ def main() -> None:
         coords = patch_grid(args.slide_size, args.slide_size, PATCH_LEVEL0)
         cmu_coords = patch_grid(2220, 2967, 256)
         pyramid = JpegTiffPyramid(synthetic)
-        streams = pyramid.tile_streams(0, np.arange(min(8192, len(pyramid.levels[0].offsets))))
+        tile_ids = np.arange(min(8192, len(pyramid.levels[0].offsets)))
         tiles_per_patch = (PATCH_LEVEL0 // TILE) ** 2
+        cores = os.cpu_count() or 1
 
         ceilings = {}
         for name in args.encoders:
@@ -313,28 +383,29 @@ def main() -> None:
                 add(f"(a) model only {name}, bf16, torch.compile", "-", model_ceiling(name, device, True), "img/s")
         openslide_rate = openslide_ceiling(synthetic, coords, args.workers)
         add(f"(b) OpenSlide reader, {args.workers} processes", "synthetic", openslide_rate, "patches/s")
-        add("(b) libjpeg decode of raw tiles, 1 thread", "synthetic", cpu_decode_ceiling(streams[:1024], 1), "tiles/s")
-        cores = os.cpu_count()
-        cpu_decode = cpu_decode_ceiling(streams, cores)
-        add(f"(b) libjpeg decode of raw tiles, {cores} threads", "synthetic", cpu_decode, "tiles/s")
-        decode_tiles = cpu_decode
+        for threads in (1, cores):
+            tiles = cpu_decode_ceiling(pyramid, tile_ids, threads, device)
+            add(f"(b) libjpeg read + decode of raw tiles, {threads} thread(s)", "synthetic", tiles, "tiles/s")
+        decode_tiles = tiles
         if device.type == "cuda":
-            for threads in (1, 2, 4, 8):
-                tiles = gpu_decode_ceiling(streams, device, threads)
-                decode_tiles = max(decode_tiles, tiles)
-                what = f"(b) nvJPEG decode of raw tiles, batches of 1024, {threads} thread(s)"
-                add(what, "synthetic", tiles, "tiles/s")
+            for threads in (1, 2):
+                tiles = gpu_decode_ceiling(pyramid, tile_ids, device, threads)
+                add(f"(b) nvJPEG read + decode of raw tiles, {threads} thread(s)", "synthetic", tiles, "tiles/s")
+            beside = cores - THREADS_KEPT
+            on_gpu, on_cpu = combined_decode_ceiling(pyramid, tile_ids, device, beside)
+            decode_tiles = on_gpu + on_cpu
+            note = f"nvJPEG {on_gpu:,.0f} + libjpeg {on_cpu:,.0f} tiles/s"
+            add(f"(b) nvJPEG and libjpeg on {beside} threads at once", "synthetic", decode_tiles, note)
         decode_rate = decode_tiles / tiles_per_patch
-        add("(b) decode ceiling: fastest raw decode above / tiles per patch", "synthetic", decode_rate, "patches/s")
-        configs = [("tiles", 0)]
+        add("(b) decode ceiling: the last raw decode above / tiles per patch", "synthetic", decode_rate, "patches/s")
+        configs = [("tiles", 0, cores)] + ([("tiles", 0, THREADS_KEPT)] if device.type == "cuda" else [])
         for config in configs:
             alone = reader_ceiling(synthetic, coords, device, config, 256)
-            add(
-                f"(b) {describe(config, device)}, no model",
-                "synthetic",
-                alone,
-                f"{alone / decode_rate:.0%} of the decode ceiling",
-            )
+            note = f"{alone / decode_rate:.0%} of the decode ceiling"
+            add(f"(b) {describe(config, device)}, no model", "synthetic", alone, note)
+
+        if device.type == "cuda" and "resnet50_trunc" in args.encoders:
+            lanes_sweep(synthetic, coords, device, cores, add)
 
         for name in args.encoders:
             batch = MODEL_BATCH[name] if device.type == "cuda" else 16
@@ -345,7 +416,7 @@ def main() -> None:
                 note = f"{fast[config] / bound:.0%} of min(model, decode); {fast[config] / ceilings[name]:.0%} of model"
                 add(f"(c) {name} end to end, {describe(config, device)}", "synthetic", fast[config], note)
             best = max(fast, key=fast.get)
-            slow_config = ("openslide", args.workers)
+            slow_config = ("openslide", args.workers, 1)
             slow = end_to_end(name, synthetic, coords, device, slow_config, batch)
             add(
                 f"(c) {name} end to end, {describe(slow_config, device)}",

@@ -53,3 +53,20 @@ def test_missing_weights_file_exits_2_naming_it_and_writes_nothing(coords: Path,
     result = memamba_features(CMU, coords, "-o", out, "--weights", tmp_path / "uni.safetensors")
     assert_one_line_error_naming(result, "uni.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_zero_threads_exits_2_naming_the_option_and_writes_nothing(coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    result = memamba_features(CMU, coords, "-o", out, "--allow-random-weights", "--threads", 0)
+    assert_one_line_error_naming(result, "--threads")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tiles_reader_on_the_cpu_with_two_threads_writes_features(coords: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmu.h5"
+    result = memamba_features(
+        CMU, coords, "-o", out, "--allow-random-weights", "--reader", "tiles", "--threads", 2, "--batch-size", 1
+    )
+    assert result.returncode == 0, result.stderr
+    with h5py.File(out, "r") as handle:
+        assert handle["features"].shape == (2, 1024) and handle.attrs["reader"] == "tiles"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import openslide
 import pytest
+import simplejpeg
 import tifffile
 import torch
 from test_features import write_coords
@@ -17,11 +19,13 @@ from memamba.features.batches import tile_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
-from memamba.features.jpeg_decoders import make_decoder
+from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, make_decoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
+from memamba.features.tile_lanes import CPU_LANES, GPU_LANES, plan_lanes
 from memamba.features.tile_reader import TilePatchReader
 
 CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
 CMU = Path(__file__).parent / "data" / "slides" / "cmu-1-small-region.svs"
 TISSUE_COORDS = np.array([[1020, 1200], [1200, 1800], [900, 2400], [1380, 900], [1680, 2500]], dtype=np.int64)
 # Tile-aligned, unaligned, and crossing the right/bottom edges of the 1536 × 1024 slide.
@@ -80,12 +84,65 @@ def test_patches_at_native_size_equal_openslide_exactly(generated_svs: Path) -> 
 
 def test_libjpeg_on_several_threads_equals_one_thread(generated_svs: Path) -> None:
     pyramid = JpegTiffPyramid(generated_svs)
-    threaded = TilePatchReader(pyramid, GENERATED_COORDS, 512, 256, 224, CPU, cpu_threads=3)
+    threaded = TilePatchReader(pyramid, GENERATED_COORDS, 512, 256, 224, CPU, LibjpegDecoder(CPU, threads=3))
     images, failed = threaded.read_batch(np.arange(len(GENERATED_COORDS)))
     threaded.close()
-    single = TilePatchReader(JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, CPU, cpu_threads=1)
+    single = TilePatchReader(JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, CPU)
     assert not failed.any()
     assert torch.equal(images, single.read_batch(np.arange(len(GENERATED_COORDS)))[0])
+
+
+def test_replicating_upsampling_is_libjpegs_fast_mode_close_to_its_default(generated_svs: Path) -> None:
+    pyramid, tiles = JpegTiffPyramid(generated_svs), np.arange(6)
+    fancy, _ = LibjpegDecoder(CPU).decode(pyramid, 0, tiles)
+    replicated, bad = LibjpegDecoder(CPU, upsampling="replicate").decode(pyramid, 0, tiles)
+    streams = pyramid.tile_streams(0, tiles)
+    fast = np.stack([simplejpeg.decode_jpeg(stream, fastupsample=True) for stream in streams])
+    assert not bad.any()
+    assert torch.equal(replicated, torch.from_numpy(fast).permute(0, 3, 1, 2))
+    difference = (replicated.int() - fancy.int()).abs()
+    assert 0 < difference.max() <= 48 and difference.float().mean() < 1
+    with pytest.raises(ValueError, match="unknown chroma upsampling 'nearest'"):
+        LibjpegDecoder(CPU, upsampling="nearest")
+
+
+class _SlowDecoder:
+    """A libjpeg decoder that waits before each batch: a slow lane beside a fast one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.inner, self.seconds, self.batches = LibjpegDecoder(CPU), seconds, 0
+        self.name, self.device = "slow", CPU
+
+    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        time.sleep(self.seconds)
+        self.batches += 1
+        return self.inner.decode(pyramid, level, tile_ids)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_fast_lane_reads_more_batches_and_every_batch_arrives_in_order(generated_svs: Path) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 4)
+    fallback = SlidePatchDataset(generated_svs, coords, 512, 256, 224)
+    slow, fast = _SlowDecoder(0.5), _SlowDecoder(0.0)
+    lanes = [TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU, d) for d in (slow, fast)]
+    batches = list(tile_batches(lanes, fallback, 2))
+    expected = tile_patches(generated_svs, coords, 512, 256)
+    assert torch.equal(torch.cat([images for images, _ in batches]), expected)
+    assert slow.batches + fast.batches == 10 and fast.batches > slow.batches
+
+
+def test_cpu_lanes_share_one_pool_that_stops_with_the_last_lane(generated_svs: Path) -> None:
+    lanes = plan_lanes(generated_svs, GENERATED_COORDS, 512, 256, 224, CPU, threads=3)
+    decoders = [lane.decoder for lane in lanes]
+    assert len(lanes) == CPU_LANES and {d.upsampling for d in decoders} == {"fancy"}
+    assert all(d.pool is decoders[0].pool and d.threads == 3 for d in decoders)
+    lanes[0].close()
+    decoders[0].pool.executor.submit(int).result()
+    lanes[1].close()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        decoders[0].pool.executor.submit(int)
 
 
 def test_several_reader_threads_deliver_every_batch_in_order(generated_svs: Path) -> None:
@@ -186,18 +243,50 @@ def test_auto_reader_on_cpu_is_openslide(generated_svs: Path, tmp_path: Path) ->
     assert result.reader == "openslide"
 
 
+def lane_images(lanes: list[TilePatchReader], slide: Path, coords: np.ndarray, batch: int = 2) -> torch.Tensor:
+    fallback = SlidePatchDataset(slide, coords, 512, 256, 224)
+    return torch.cat([images.cpu() for images, _ in tile_batches(lanes, fallback, batch)])
+
+
 @needs_cuda
-@pytest.mark.parametrize("decoder", ["nvjpeg", "auto"])
 @pytest.mark.parametrize("slide_name", ["generated", "cmu"])
-def test_gpu_decoding_gives_openslide_patches_within_rounding(
-    decoder: str, slide_name: str, generated_svs: Path
-) -> None:
+def test_gpu_decoding_gives_openslide_patches_within_rounding(slide_name: str, generated_svs: Path) -> None:
     slide, coords = (generated_svs, GENERATED_COORDS) if slide_name == "generated" else (CMU, TISSUE_COORDS)
-    reader = TilePatchReader(JpegTiffPyramid(slide), coords, 512, 256, 224, torch.device("cuda"))
-    images, failed = reader.read_batch(np.arange(len(coords)))
-    reader.close()
-    assert not failed.any()
-    assert_close_images(images.cpu(), openslide_patches(slide, coords, 512, 256), mean=1.0, worst=16)
+    for decoder in (NvjpegDecoder(CUDA), LibjpegDecoder(CUDA, upsampling="replicate")):
+        reader = TilePatchReader(JpegTiffPyramid(slide), coords, 512, 256, 224, CUDA, decoder)
+        images, failed = reader.read_batch(np.arange(len(coords)))
+        reader.close()
+        assert not failed.any()
+        if slide_name == "generated" or decoder.name == "libjpeg":
+            assert_close_images(images.cpu(), openslide_patches(slide, coords, 512, 256), mean=1.0, worst=16)
+    lanes = plan_lanes(slide, coords, 512, 256, 224, CUDA, threads=8)
+    assert_close_images(
+        lane_images(lanes, slide, coords), openslide_patches(slide, coords, 512, 256), mean=1.0, worst=16
+    )
+
+
+@needs_cuda
+def test_nvjpeg_decodes_tiles_bit_for_bit_like_libjpeg_with_replicated_chroma(generated_svs: Path) -> None:
+    pyramid, tiles = JpegTiffPyramid(generated_svs), np.arange(24)
+    on_gpu, gpu_bad = NvjpegDecoder(CUDA).decode(pyramid, 0, tiles)
+    on_cpu, cpu_bad = LibjpegDecoder(CPU, upsampling="replicate").decode(pyramid, 0, tiles)
+    assert not gpu_bad.any() and not cpu_bad.any()
+    assert torch.equal(on_gpu.cpu(), on_cpu)
+
+
+@needs_cuda
+def test_cpu_lanes_join_the_gpu_lanes_only_where_they_decode_alike(generated_svs: Path) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 8)
+    hybrid = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
+    assert [lane.decoder.name for lane in hybrid] == ["nvjpeg"] * GPU_LANES + ["libjpeg"] * CPU_LANES
+    assert {lane.decoder.upsampling for lane in hybrid[GPU_LANES:]} == {"replicate"}
+    gpu_only = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=1)
+    assert [lane.decoder.name for lane in gpu_only] == ["nvjpeg"] * GPU_LANES
+    assert torch.equal(lane_images(hybrid, generated_svs, coords), lane_images(gpu_only, generated_svs, coords))
+    rgb_coded = plan_lanes(CMU, TISSUE_COORDS, 512, 256, 224, CUDA, threads=8)
+    assert [lane.decoder.name for lane in rgb_coded] == ["libjpeg"] * CPU_LANES
+    for lane in rgb_coded:
+        lane.close()
 
 
 @needs_cuda
@@ -208,3 +297,16 @@ def test_auto_reader_on_cuda_decodes_tiles_and_matches_cpu_features(tmp_path: Pa
     assert (cuda.reader, cpu.reader) == ("tiles", "openslide")
     on_cuda, on_cpu = read_features(tmp_path / "cuda.h5")[0], read_features(tmp_path / "cpu.h5")[0]
     assert np.corrcoef(on_cuda.ravel(), on_cpu.ravel())[0, 1] > 0.99
+
+
+def test_tile_streams_are_read_in_spans_in_the_order_asked_with_tables_spliced_in() -> None:
+    pyramid = JpegTiffPyramid(CMU)
+    layout = pyramid.levels[0]
+    wanted = np.array([7, 3, 4, 5, 40, 0, 41, 3])
+    streams = pyramid.read_streams(0, wanted)
+    with CMU.open("rb") as handle:
+        for position, tile in enumerate(wanted):
+            handle.seek(int(layout.offsets[tile]))
+            stored = handle.read(int(layout.bytecounts[tile]))
+            assert bytes(streams[position]) == layout.header + stored[2:]
+    assert len(layout.header) > 100 and b"Adobe" in layout.header

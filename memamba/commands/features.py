@@ -36,6 +36,13 @@ def add_parser(subparsers: SubParsers) -> None:
         help="patch reader: tiles decodes JPEG tiles on the device, openslide reads in worker processes, "
         "auto takes tiles on CUDA for tiled-JPEG TIFF/SVS (default auto)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads the tiles reader may use, libjpeg decoding beside the GPU's nvJPEG included "
+        "(default: the cores this job may run on)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (faster on long runs)")
     parser.set_defaults(handler=run)
 
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> None:
         num_workers=args.num_workers,
         reader=args.reader,
         compile_model=args.compile,
+        threads=args.threads,
     )
     log.info(
         "%s: %s, %d patches in %.1f s (%s reader)",

@@ -1,19 +1,23 @@
 """Batch sources for the encoder: uint8 patches [B, 3, S, S] with blank flags [B], from either reader.
 
 - OpenSlide: a DataLoader over `SlidePatchDataset` (workers each with their own handle, pinned memory).
-- Tiles: `TilePatchReader`s (decode on the device) in background threads; patches whose tiles cannot
-  be decoded are re-read through OpenSlide (fresh handle, another level, else blank and counted).
+- Tiles: `TilePatchReader` lanes (nvJPEG on the GPU, libjpeg on CPU threads) in background threads;
+  patches whose tiles cannot be decoded are re-read through OpenSlide (fresh handle, another level,
+  else blank and counted).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import threading
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.tile_reader import TilePatchReader, prefetch
+from memamba.features.tile_reader import TilePatchReader
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 """(uint8 images [B, 3, S, S], bool blank flags [B])."""
@@ -41,40 +45,77 @@ def openslide_batches(
 def tile_batches(
     readers: TilePatchReader | list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int
 ) -> Iterator[Batch]:
-    """Batches of the slide in order, prepared in background threads on the readers' device: with K
-    readers (each with its own file handle and decoder), thread k reads batches k, k + K, k + 2K, …"""
+    """Batches of the slide in order, read by `readers` ("lanes", each with its own file handle and
+    decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
+    unread batch when it is free, so faster lanes read more; at most two batches per lane wait ahead.
+    Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done."""
     readers = readers if isinstance(readers, list) else [readers]
-    step = len(readers)
-    sources = [
-        prefetch(_tile_batches(reader, fallback, batch_size, first, step), reader.device, depth=2)
-        for first, reader in enumerate(readers)
-    ]
-    return _interleave(sources)
+    return _LaneScheduler(readers, fallback, batch_size).batches()
 
 
-def _tile_batches(
-    reader: TilePatchReader, fallback: SlidePatchDataset, batch_size: int, first: int = 0, step: int = 1
-) -> Iterator[Batch]:
-    try:
-        for start in range(first * batch_size, len(reader), step * batch_size):
-            indices = np.arange(start, min(start + batch_size, len(reader)))
-            yield _reread_failed(*reader.read_batch(indices), indices, fallback)
-    finally:
-        reader.close()
+class _LaneScheduler:
+    """Lanes claiming batch numbers in turn; finished batches wait in `done` until their turn."""
 
+    def __init__(self, readers: list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int) -> None:
+        self.readers, self.fallback, self.batch_size = readers, fallback, batch_size
+        self.n_patches = len(readers[0])
+        self.n_batches = -(-self.n_patches // batch_size)
+        self.claims = itertools.count()
+        self.claiming = threading.Lock()
+        self.ahead = threading.Semaphore(2 * len(readers))
+        self.ready = threading.Condition()
+        self.done: dict[int, Batch] = {}
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
 
-def _interleave(sources: list[Iterator[Batch]]) -> Iterator[Batch]:
-    """One item of each source in turn until one runs out (the rest then hold nothing more)."""
-    try:
-        while True:
-            for source in sources:
-                item = next(source, None)
-                if item is None:
-                    return
-                yield item
-    finally:
-        for source in sources:
-            source.close()
+    def batches(self) -> Iterator[Batch]:
+        lanes = [threading.Thread(target=self._lane, args=(reader,), daemon=True) for reader in self.readers]
+        for lane in lanes:
+            lane.start()
+        try:
+            for number in range(self.n_batches):
+                with self.ready:
+                    self.ready.wait_for(lambda number=number: number in self.done or self.errors)
+                    if self.errors:
+                        raise self.errors[0]
+                    images, blank = self.done.pop(number)
+                self.ahead.release()
+                if images.device.type == "cuda":
+                    images.record_stream(torch.cuda.current_stream(images.device))
+                yield images, blank
+        finally:
+            self.stop.set()
+            for _ in lanes:
+                self.ahead.release()
+            for lane in lanes:
+                lane.join(timeout=10)
+
+    def _lane(self, reader: TilePatchReader) -> None:
+        stream = torch.cuda.Stream(reader.device) if reader.device.type == "cuda" else None
+        try:
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                while (number := self._claim()) is not None:
+                    start = number * self.batch_size
+                    indices = np.arange(start, min(start + self.batch_size, self.n_patches))
+                    batch = _reread_failed(*reader.read_batch(indices), indices, self.fallback)
+                    if stream is not None:
+                        stream.synchronize()
+                    with self.ready:
+                        self.done[number] = batch
+                        self.ready.notify_all()
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            with self.ready:
+                self.errors.append(error)
+                self.ready.notify_all()
+        finally:
+            reader.close()
+
+    def _claim(self) -> int | None:
+        """The next unread batch number once fewer than the allowed batches wait; None when all are read."""
+        self.ahead.acquire()
+        with self.claiming:
+            number = next(self.claims)
+        return None if self.stop.is_set() or number >= self.n_batches else number
 
 
 def _reread_failed(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,10 +32,6 @@ logger = logging.getLogger(__name__)
 
 COORDS_ATTRS = ("patch_size_level0", "patch_size", "target_mpp", "status")
 READERS = ("auto", "openslide", "tiles")
-DECODE_THREADS = 4
-"""Reader threads of the tiles reader on CUDA, each with its own file handle, nvJPEG calls and CUDA
-stream (the reader alone: 5.3-5.8k patches/s with four on an H200, 4.9-6.2k with one on other H200s;
-no same-run comparison yet, benchmarks/RESULTS.md)."""
 MAX_BATCHES_IN_FLIGHT = 2
 """Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
 that never waits holds the GIL while the launch queue is full and starves the reader threads."""
@@ -102,16 +97,18 @@ def extract_features(
     num_workers: int = 0,
     reader: str = "auto",
     compile_model: bool = False,
+    threads: int | None = None,
 ) -> FeatureResult:
     """Encode the patches listed in `coords_h5` of `slide_path`; write features [N, D] to `out_h5`.
 
     A coords status other than "ok", or no patches, gives an empty [0, D] features file carrying that
     status. Patches that cannot be read even on a fresh handle and at another level are encoded as
     black images and counted in `blank_patches`. CPU runs float32; CUDA runs under autocast in the
-    encoder's precision. `reader`: "tiles" decodes the slide's JPEG tiles on the device (nvJPEG on
-    CUDA, in DECODE_THREADS reader threads), "openslide" reads through OpenSlide in `num_workers`
-    processes, "auto" takes "tiles" on CUDA when the slide is a tiled-JPEG TIFF/SVS. `weights`: a file,
-    "pretrained" (online) or None.
+    encoder's precision. `reader`: "tiles" decodes the slide's JPEG tiles (nvJPEG on CUDA, with libjpeg
+    on CPU threads beside it; see memamba.features.tile_lanes), "openslide" reads through OpenSlide in
+    `num_workers` processes, "auto" takes "tiles" on CUDA when the slide is a tiled-JPEG TIFF/SVS.
+    `threads`: CPU threads the tiles reader may use (default: the cores this process may run on).
+    `weights`: a file, "pretrained" (online) or None.
     """
     start = time.perf_counter()
     weights = None if weights is None else weights if weights == PRETRAINED else Path(weights)
@@ -119,6 +116,8 @@ def extract_features(
     check_weights_choice(spec, weights, allow_random_weights)
     if batch_size < 1 or num_workers < 0:
         raise InputError(f"batch size {batch_size} / workers {num_workers}: use --batch-size ≥ 1, --num-workers ≥ 0")
+    if threads is not None and threads < 1:
+        raise InputError(f"threads {threads}: use --threads ≥ 1")
     if reader not in READERS:
         raise InputError(f"unknown reader {reader!r}: pass --reader {', '.join(READERS)}")
     torch_device = _resolve_device(device)
@@ -137,7 +136,7 @@ def extract_features(
         dataset = SlidePatchDataset(
             Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
         )
-        used_reader, batches = patch_batches(reader, dataset, torch_device, batch_size, num_workers)
+        used_reader, batches = patch_batches(reader, dataset, torch_device, batch_size, num_workers, threads)
         features, blank = encode_patches(
             model, spec, batches, len(dataset), torch_device, compile_model=compile_model, label=name
         )
@@ -169,15 +168,18 @@ def patch_batches(
     device: torch.device,
     batch_size: int,
     num_workers: int,
+    threads: int | None = None,
 ) -> tuple[str, Iterator[Batch]]:
     """(reader used, batches of `dataset`'s patches) for the `reader` choice (see `extract_features`)."""
-    from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
-    from memamba.features.tile_reader import TilePatchReader
+    from memamba.features.jpeg_decoders import cpu_threads_available
+    from memamba.features.jpeg_tiles import UnsupportedSlide
+    from memamba.features.tile_lanes import plan_lanes
 
     if reader == "openslide" or (reader == "auto" and device.type != "cuda"):
         return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
+    geometry = (dataset.coords, dataset.patch_size_level0, dataset.read_size, dataset.output_size, device)
     try:
-        pyramid = JpegTiffPyramid(dataset.slide_path)
+        lanes = plan_lanes(dataset.slide_path, *geometry, threads or cpu_threads_available())
     except UnsupportedSlide as reason:
         if reader == "tiles":
             raise InputError(
@@ -185,12 +187,7 @@ def patch_batches(
             ) from None
         logger.info("%s: OpenSlide reader (%s)", dataset.slide_path.name, reason)
         return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
-    geometry = (dataset.coords, dataset.patch_size_level0, dataset.read_size, dataset.output_size, device)
-    threads = DECODE_THREADS if device.type == "cuda" else 1
-    cpu_threads = max(1, ((os.cpu_count() or 2) - 2) // threads)
-    pyramids = [pyramid] + [JpegTiffPyramid(dataset.slide_path) for _ in range(threads - 1)]
-    readers = [TilePatchReader(each, *geometry, cpu_threads=cpu_threads) for each in pyramids]
-    return "tiles", tile_batches(readers, dataset, batch_size)
+    return "tiles", tile_batches(lanes, dataset, batch_size)
 
 
 def encode_patches(
@@ -263,7 +260,7 @@ def _autocast(spec: EncoderSpec, device: torch.device) -> contextlib.AbstractCon
 
 def _resolve_device(device: str) -> torch.device:
     """`device` as a torch.device; an unknown or unavailable one raises InputError. Plain "cuda" on a
-    node with several GPUs becomes the first card no other memamba job holds."""
+    node with several GPUs becomes the first card no other memamba job holds (on one GPU: that card)."""
     try:
         resolved = torch.device(device)
     except (RuntimeError, ValueError):
@@ -272,10 +269,11 @@ def _resolve_device(device: str) -> torch.device:
         raise InputError(f"device {device!r} requested but no CUDA GPU is available: pass --device cpu")
     if resolved.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported device {device!r}: pass --device cpu, cuda or cuda:N")
-    if resolved.type == "cuda" and resolved.index is None and torch.cuda.device_count() > 1:
+    if resolved.type == "cuda" and resolved.index is None:
         from memamba.features.gpu_slot import free_gpu_index
 
-        resolved = torch.device("cuda", free_gpu_index(torch.cuda.device_count()))
+        count = torch.cuda.device_count()
+        resolved = torch.device("cuda", free_gpu_index(count) if count > 1 else torch.cuda.current_device())
         logger.info("using %s (one GPU per feature job)", resolved)
     return resolved
 

@@ -1,32 +1,46 @@
-"""JPEG decoders for raw slide tiles: nvJPEG on the GPU (torchvision) and libjpeg on the CPU. Each turns
-complete JPEG streams into uint8 [3, h, w] RGB tensors on its device, None for a stream it cannot decode.
+"""JPEG decoders for raw slide tiles: nvJPEG on the GPU (torchvision; the GPU's hardware JPEG engines on
+A100/H100-class cards) and libjpeg-turbo on CPU threads (simplejpeg). Each decodes tiles of one pyramid
+level into uint8 [T, 3, h, w] RGB on its output device and flags the tiles it cannot decode.
 
-(The GPU's hardware JPEG engines through nvImageCodec were measured too and lost in this pipeline:
-benchmarks/RESULTS.md.)
+libjpeg's "replicate" chroma upsampling (libjpeg's non-fancy, merged upsampling) gives, on the H200's
+hardware engines, the same pixels as nvJPEG bit for bit (benchmarks/RESULTS.md), so CPU threads can
+decode part of a slide beside the GPU without changing a single feature; "fancy" upsampling is
+libjpeg's default and OpenSlide's.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+import numpy as np
 import torch
 
+from memamba.features.jpeg_tiles import JpegTiffPyramid
+
 JPEG_DECODERS = ("auto", "nvjpeg", "libjpeg")
+UPSAMPLING = ("fancy", "replicate")
 
 
 class TileDecoder(Protocol):
-    """Decodes complete JPEG streams into uint8 [3, h, w] RGB tensors on `device` (None = undecodable)."""
+    """Decodes tiles of one pyramid level into uint8 [T, 3, h, w] on `device`, with bool [T] undecodable
+    (their pixels are unspecified)."""
 
     name: str
     device: torch.device
 
-    def decode(self, streams: list[bytes]) -> list[torch.Tensor | None]: ...
+    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]: ...
+
+    def close(self) -> None: ...
 
 
-def make_decoder(choice: str, device: torch.device) -> TileDecoder:
-    """The decoder `choice` (one of JPEG_DECODERS) on `device`.
+def make_decoder(choice: str, device: torch.device, threads: int = 1, upsampling: str = "fancy") -> TileDecoder:
+    """The decoder `choice` (one of JPEG_DECODERS) delivering to `device`.
 
     "auto": libjpeg on the CPU, nvJPEG on CUDA. nvJPEG asked for on the CPU raises ValueError.
+    `threads` and `upsampling` (one of UPSAMPLING) are libjpeg's.
     """
     if choice not in JPEG_DECODERS:
         raise ValueError(f"unknown JPEG decoder {choice!r}; valid: {', '.join(JPEG_DECODERS)}")
@@ -34,56 +48,158 @@ def make_decoder(choice: str, device: torch.device) -> TileDecoder:
         choice = "libjpeg" if device.type == "cpu" else "nvjpeg"
     if choice == "nvjpeg" and device.type != "cuda":
         raise ValueError(f"the nvjpeg JPEG decoder needs a CUDA device, got {device}")
-    return NvjpegDecoder(device) if choice == "nvjpeg" else LibjpegDecoder()
-
-
-class LibjpegDecoder:
-    """libjpeg through torchvision on the CPU, one call per stream (each releases the GIL, so several
-    threads can share one instance)."""
-
-    name = "libjpeg"
-
-    def __init__(self) -> None:
-        self.device = torch.device("cpu")
-
-    def decode(self, streams: list[bytes]) -> list[torch.Tensor | None]:
-        return _decode_each([_as_tensor(stream) for stream in streams], self.device)
+    if choice == "nvjpeg":
+        return NvjpegDecoder(device)
+    return LibjpegDecoder(device, threads, upsampling)
 
 
 class NvjpegDecoder:
-    """nvJPEG through torchvision on the CUDA cores, one batched call (one by one after a failed batch,
-    so that a single bad stream is found)."""
+    """nvJPEG through torchvision: one batched call per batch of tiles (torchvision serialises calls within
+    a process), one by one after a failed batch so that a single bad tile is found."""
 
     name = "nvjpeg"
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def decode(self, streams: list[bytes]) -> list[torch.Tensor | None]:
+    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        tensors = [_as_tensor(stream) for stream in streams]
-        if tensors:
-            try:
-                return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device))
-            except RuntimeError:
-                pass
-        return _decode_each(tensors, self.device)
+        layout = pyramid.levels[level]
+        shape = (3, layout.tile_height, layout.tile_width)
+        if len(tile_ids) == 0:
+            return torch.zeros((0, *shape), dtype=torch.uint8, device=self.device), np.zeros(0, dtype=bool)
+        streams = pyramid.read_streams(level, tile_ids)
+        tensors = list(torch.from_numpy(streams.buffer).split(streams.lengths.tolist()))
+        try:
+            images: list[torch.Tensor | None] = list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device))
+        except RuntimeError:
+            images = [_decode_one(tensor, self.device) for tensor in tensors]
+        bad = np.array([image is None or tuple(image.shape) != shape for image in images], dtype=bool)
+        if bad.any():
+            blank = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+            images = [blank if failed else image for image, failed in zip(images, bad, strict=True)]
+        return torch.stack(images), bad
+
+    def close(self) -> None:
+        """Nothing to release (torchvision keeps one decoder per process)."""
 
 
-def _decode_each(tensors: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
-    """One torchvision decode per JPEG stream tensor on `device`, None for a stream that fails."""
+class SharedPool:
+    """A pool of `threads` decode threads shared by several decoders; shut down when the last one closes."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, threads)
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="jpeg")
+        self._users = 0
+        self._counting = threading.Lock()
+
+    def join(self) -> SharedPool:
+        with self._counting:
+            self._users += 1
+        return self
+
+    def leave(self) -> None:
+        with self._counting:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self.executor.shutdown()
+
+
+class LibjpegDecoder:
+    """libjpeg-turbo (simplejpeg) on the threads of `pool` (default: its own, of `threads` threads): each
+    thread reads its share of the tiles and decodes them straight into one host buffer (pinned when
+    `device` is CUDA), copied to `device` at once."""
+
+    name = "libjpeg"
+
+    def __init__(
+        self,
+        device: torch.device,
+        threads: int = 1,
+        upsampling: str = "fancy",
+        pool: SharedPool | None = None,
+    ) -> None:
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"unknown chroma upsampling {upsampling!r}; valid: {', '.join(UPSAMPLING)}")
+        self.device = torch.device(device)
+        self.upsampling = upsampling
+        self.pool = (pool or SharedPool(threads)).join()
+        self.threads = self.pool.threads
+        self._pinned: torch.Tensor | None = None
+        self._copied: torch.cuda.Event | None = None
+
+    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        layout = pyramid.levels[level]
+        host = self._host_buffer((len(tile_ids), layout.tile_height, layout.tile_width, 3))
+        pixels = host.numpy()
+        bad = np.zeros(len(tile_ids), dtype=bool)
+        chunk = max(1, -(-len(tile_ids) // self.threads))
+        fast = self.upsampling == "replicate"
+        work = [
+            self.pool.executor.submit(
+                _decode_into, pyramid, level, tile_ids[start : start + chunk], pixels[start:], bad[start:], fast
+            )
+            for start in range(0, len(tile_ids), chunk)
+        ]
+        for done in work:
+            done.result()
+        if self.device.type != "cuda":
+            return host.permute(0, 3, 1, 2), bad
+        tiles = host.to(self.device, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+        return tiles.permute(0, 3, 1, 2), bad
+
+    def _host_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """uint8 host memory of `shape`: fresh on the CPU (the caller keeps it); on CUDA one pinned buffer,
+        reused once the previous copy to the GPU is done."""
+        if self.device.type != "cuda":
+            return torch.empty(shape, dtype=torch.uint8)
+        if self._copied is not None:
+            self._copied.synchronize()
+        needed = int(np.prod(shape))
+        if self._pinned is None or self._pinned.numel() < needed:
+            self._pinned = torch.empty(needed, dtype=torch.uint8, pin_memory=True)
+        return self._pinned[:needed].view(shape)
+
+    def close(self) -> None:
+        """Leave the pool (its threads stop when no decoder uses it any more)."""
+        self.pool.leave()
+
+
+def cpu_threads_available() -> int:
+    """CPU cores this process may run on (its affinity, as set by SLURM or taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _decode_into(
+    pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray, pixels: np.ndarray, bad: np.ndarray, fast: bool
+) -> None:
+    """Decode tiles `tile_ids` into `pixels[i]` (uint8 [h, w, 3]); set `bad[i]` for those that fail."""
+    import simplejpeg
+
+    streams = pyramid.read_streams(level, tile_ids)
+    data, shape = memoryview(streams.buffer), pixels.shape[1:]
+    for index, (start, length) in enumerate(zip(streams.starts.tolist(), streams.lengths.tolist(), strict=True)):
+        try:
+            image = simplejpeg.decode_jpeg(
+                data[start : start + length], colorspace="RGB", fastupsample=fast, buffer=pixels[index]
+            )
+            bad[index] = image.shape != shape
+        except ValueError:
+            bad[index] = True
+
+
+def _decode_one(tensor: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """One torchvision decode of a JPEG stream tensor on `device`, None when it fails."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    images: list[torch.Tensor | None] = []
-    for tensor in tensors:
-        try:
-            images.append(decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:
-            images.append(None)
-    return images
-
-
-def _as_tensor(stream: bytes) -> torch.Tensor:
-    """A JPEG stream as the uint8 [L] tensor torchvision's decoders take."""
-    return torch.frombuffer(bytearray(stream), dtype=torch.uint8)
+    try:
+        return decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return None

@@ -9,6 +9,7 @@ APP14 marker with transform 0 so that any JPEG decoder (libjpeg, nvJPEG) returns
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,24 @@ _JPEG = 7
 _PHOTOMETRIC_RGB = 2
 _PHOTOMETRIC_YCBCR = 6
 _ASPECT_TOLERANCE = 0.02
+_SPAN_GAP = 65536
+"""Bytes between two tiles' data below which they are read in one system call."""
+
+
+@dataclass(frozen=True)
+class TileStreams:
+    """JPEG streams back to back: stream i is `buffer[starts[i] : starts[i] + lengths[i]]` (uint8)."""
+
+    buffer: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        start = int(self.starts[index])
+        return self.buffer[start : start + int(self.lengths[index])]
 
 
 class UnsupportedSlide(Exception):
@@ -73,6 +92,8 @@ class JpegTiffPyramid:
             raise UnsupportedSlide(f"tifffile cannot read it ({type(error).__name__}: {error})") from None
         self._descriptor: int | None = None
         self._owner_pid: int | None = None
+        self._opening = threading.Lock()
+        self._scratch = threading.local()
 
     def best_level(self, downsample: float) -> int:
         """OpenSlide's choice: the last level whose downsample is at most `downsample`."""
@@ -83,15 +104,70 @@ class JpegTiffPyramid:
         return len(downsamples) - 1
 
     def tile_streams(self, level: int, tile_indices: np.ndarray) -> list[bytes]:
-        """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level` (a tile that does not
-        start like a JPEG stream is returned as stored, for the decoder to reject)."""
-        pyramid_level = self.levels[level]
+        """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level`, as bytes."""
+        streams = self.read_streams(level, np.asarray(tile_indices, dtype=np.int64))
+        return [bytes(streams[index]) for index in range(len(streams))]
+
+    def read_streams(self, level: int, tile_indices: np.ndarray) -> TileStreams:
+        """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level`, back to back in one
+        buffer. Tiles stored next to each other are read in one system call. A tile that does not start
+        like a JPEG stream is kept as stored, for the decoder to reject. The buffer is this thread's
+        scratch memory (fresh memory costs page faults): valid until its next call on this pyramid."""
+        layout = self.levels[level]
+        offsets, counts = layout.offsets[tile_indices], layout.bytecounts[tile_indices]
+        raw, positions = self._read_spans(offsets, counts)
+        header = layout.header
+        soi = np.zeros(len(counts), dtype=bool)
+        if len(raw) >= 2:
+            first = np.minimum(positions, len(raw) - 2)
+            soi = (raw[first] == _SOI[0]) & (raw[first + 1] == _SOI[1])
+        spliced = (counts >= 2) & soi
+        lengths = np.where(spliced, counts - 2 + len(header), counts)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        buffer = self._scratch_buffer("streams", int(lengths.sum()))
+        into, source = memoryview(buffer), memoryview(raw)
+        for start, position, count, splice in zip(
+            starts.tolist(), positions.tolist(), counts.tolist(), spliced.tolist(), strict=True
+        ):
+            if splice:
+                body = start + len(header)
+                into[start:body] = header
+                into[body : body + count - 2] = source[position + 2 : position + count]
+            else:
+                into[start : start + count] = source[position : position + count]
+        return TileStreams(buffer, starts, lengths)
+
+    def _read_spans(self, offsets: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(bytes of the file ranges covering the tiles, each tile's position in them): ranges closer
+        than _SPAN_GAP bytes are read together."""
         descriptor = self._file()
-        streams = []
-        for index in tile_indices:
-            data = os.pread(descriptor, int(pyramid_level.bytecounts[index]), int(pyramid_level.offsets[index]))
-            streams.append(pyramid_level.header + data[2:] if data.startswith(_SOI) else data)
-        return streams
+        order = np.argsort(offsets, kind="stable")
+        ends = offsets[order] + counts[order]
+        new_span = np.ones(len(order), dtype=bool)
+        new_span[1:] = offsets[order][1:] > np.maximum.accumulate(ends)[:-1] + _SPAN_GAP
+        span_ids = np.cumsum(new_span) - 1
+        span_starts = offsets[order][new_span]
+        span_ends = np.maximum.reduceat(ends, np.flatnonzero(new_span)) if len(order) else ends
+        span_places = np.concatenate([[0], np.cumsum(span_ends - span_starts)]).astype(np.int64)
+        raw = self._scratch_buffer("spans", int(span_places[-1]))
+        for start, end, place in zip(span_starts.tolist(), span_ends.tolist(), span_places.tolist(), strict=False):
+            view = memoryview(raw)[place : place + end - start]
+            while len(view):
+                read = os.preadv(descriptor, [view], start)
+                if read <= 0:
+                    raise OSError(f"{self.path}: file ends before byte {start + len(view)}")
+                view, start = view[read:], start + read
+        positions = np.empty(len(order), dtype=np.int64)
+        positions[order] = span_places[span_ids] + offsets[order] - span_starts[span_ids]
+        return raw, positions
+
+    def _scratch_buffer(self, name: str, size: int) -> np.ndarray:
+        """`size` bytes of this thread's reusable buffer `name` (grown as needed)."""
+        buffer = getattr(self._scratch, name, None)
+        if buffer is None or len(buffer) < size:
+            buffer = np.empty(size + size // 4, dtype=np.uint8)
+            setattr(self._scratch, name, buffer)
+        return buffer[:size]
 
     def close(self) -> None:
         """Close the file descriptor (reopened on next use)."""
@@ -100,9 +176,11 @@ class JpegTiffPyramid:
         self._descriptor = self._owner_pid = None
 
     def _file(self) -> int:
-        if self._descriptor is None or self._owner_pid != os.getpid():
-            self._descriptor, self._owner_pid = os.open(self.path, os.O_RDONLY), os.getpid()
-        return self._descriptor
+        """The file descriptor, opened once per process (threads share it: `os.pread` keeps no offset)."""
+        with self._opening:
+            if self._descriptor is None or self._owner_pid != os.getpid():
+                self._descriptor, self._owner_pid = os.open(self.path, os.O_RDONLY), os.getpid()
+            return self._descriptor
 
 
 def _read_levels(tiff: object) -> list[JpegLevel]:

@@ -8,17 +8,13 @@ bilinear antialiased resize) within JPEG decoder and resize rounding.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import queue
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from memamba.features.jpeg_decoders import TileDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 
 logger = logging.getLogger(__name__)
@@ -33,10 +29,8 @@ class TilePatchReader:
     at the level best suited to `read_size` px and resized to `output_size` (S) px.
     `read_batch(indices)` returns (uint8 [B, 3, S, S] on `device`, bool [B] failed): a patch is failed
     when one of its tiles cannot be decoded (the caller re-reads it another way).
-    `decoder`: one of memamba.features.jpeg_decoders.JPEG_DECODERS for `device`. On the CPU, and on CUDA
-    when the device's decoder decodes this slide's tiles unlike libjpeg (nvJPEG ignores the Adobe marker
-    of RGB-coded Aperio JPEG), tiles are decoded by libjpeg on `cpu_threads` threads (default: all
-    cores but two) and copied to the device.
+    `decoder` (memamba.features.jpeg_decoders) delivers decoded tiles to `device`; default: libjpeg on
+    one thread. The reader owns `pyramid` and `decoder` and closes both.
     """
 
     def __init__(
@@ -47,12 +41,9 @@ class TilePatchReader:
         read_size: int,
         output_size: int,
         device: torch.device,
-        decoder: str = "auto",
-        cpu_threads: int | None = None,
+        decoder: TileDecoder | None = None,
     ) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from memamba.features.jpeg_decoders import LibjpegDecoder, make_decoder
+        from memamba.features.jpeg_decoders import LibjpegDecoder
 
         self.pyramid = pyramid
         self.coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
@@ -64,13 +55,7 @@ class TilePatchReader:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self._origins = np.floor(self.coords / layout.downsample).astype(np.int64)
-        self.decoder = make_decoder(decoder, self.device)
-        if self.decoder.device.type != "cpu" and not self._device_decodes_like_libjpeg():
-            logger.info("%s: %s decodes its tiles unlike libjpeg: decoding on CPU threads", pyramid.path, decoder)
-            self.decoder = LibjpegDecoder()
-        self._threads = max(1, cpu_threads or (os.cpu_count() or 2) - 2)
-        on_cpu = self.decoder.device.type == "cpu"
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="jpeg") if on_cpu else None
+        self.decoder = decoder or LibjpegDecoder(self.device)
 
     @property
     def slide_path(self) -> Path:
@@ -109,42 +94,14 @@ class TilePatchReader:
 
     def _decode(self, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """(uint8 [T, 3, th, tw] on the device, bool [T] undecodable) of the tiles `tile_ids`."""
-        layout = self.pyramid.levels[self.level]
-        streams = self.pyramid.tile_streams(self.level, tile_ids)
-        if self._pool is None:
-            images = self.decoder.decode(streams)
-        else:
-            chunks = [streams[start :: self._threads] for start in range(self._threads)]
-            images = [None] * len(streams)
-            for start, decoded in enumerate(self._pool.map(self.decoder.decode, chunks)):
-                images[start :: self._threads] = decoded
-        shape = (3, layout.tile_height, layout.tile_width)
-        bad = np.array([image is None or tuple(image.shape) != shape for image in images], dtype=bool)
+        tiles, bad = self.decoder.decode(self.pyramid, self.level, tile_ids)
         for index in np.flatnonzero(bad):
             logger.warning("%s: tile %d of level %d cannot be decoded", self.slide_path, tile_ids[index], self.level)
-            images[index] = torch.zeros(shape, dtype=torch.uint8, device=self.decoder.device)
-        if not images:
-            return torch.zeros((0, *shape), dtype=torch.uint8, device=self.device), bad
-        stacked = torch.stack(images)
-        if stacked.device != self.device:
-            stacked = stacked.pin_memory().to(self.device, non_blocking=True)
-        return stacked, bad
-
-    def _device_decodes_like_libjpeg(self, tolerance: int = 8) -> bool:
-        """Whether the device's decoder decodes this level's first tile as libjpeg does."""
-        from memamba.features.jpeg_decoders import LibjpegDecoder
-
-        stream = self.pyramid.tile_streams(self.level, np.array([0]))
-        on_device, on_cpu = self.decoder.decode(stream)[0], LibjpegDecoder().decode(stream)[0]
-        if on_device is None or on_cpu is None or on_device.shape != on_cpu.shape:
-            return on_device is not None and on_cpu is None
-        return int((on_device.cpu().int() - on_cpu.int()).abs().max()) <= tolerance
+        return tiles.to(self.device, non_blocking=True), bad
 
     def close(self) -> None:
-        """Stop the CPU decode threads (if any) and close the slide file."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        """Release the decoder and close the slide file."""
+        self.decoder.close()
         self.pyramid.close()
 
     def _crop(
@@ -188,51 +145,3 @@ class TilePatchReader:
             align_corners=False,
         )
         return resized.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def prefetch(batches: Iterator[tuple], device: torch.device, depth: int = 3) -> Iterator[tuple]:
-    """Run `batches` in a background thread (its own CUDA stream on CUDA), `depth` items ahead.
-
-    Items are tuples whose first element is a tensor on `device`; they are handed over only once
-    their stream's work is done, and marked as used by the consumer's stream.
-    """
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-
-    def hand_over(item: object) -> bool:
-        """Queue `item` unless the consumer has stopped; False once it has."""
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                for item in batches:
-                    if stream is not None:
-                        stream.synchronize()
-                    if not hand_over(item):
-                        return
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            hand_over(error)
-            return
-        hand_over(done)
-
-    worker = threading.Thread(target=produce, name="tile-prefetch", daemon=True)
-    worker.start()
-    try:
-        while (item := items.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            if stream is not None:
-                item[0].record_stream(torch.cuda.current_stream(device))
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)

@@ -29,6 +29,7 @@ rule features:
         "OMP_NUM_THREADS={threads} memamba features {input.slide:q} {input.coords:q} -o {output:q}"
         " --encoder {wildcards.encoder} {params.weights} --device {params.device}"
         " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
+        " --threads {threads}"
         " {params.compile} > {log:q} 2>&1"
 
 

@@ -1,0 +1,119 @@
+"""Which decoders read a slide's JPEG tiles: GPU lanes (nvJPEG), CPU lanes (libjpeg threads), or both.
+
+On CUDA the GPU's JPEG decoding and the CPU's cores together decode faster than either alone (H200: about
+30k tiles/s from nvJPEG, 30k from 12 libjpeg threads, 52k together; benchmarks/RESULTS.md). Both join
+only where they agree bit for bit on sample tiles of this slide, so which lane read a patch never changes
+its features; where nvJPEG decodes the slide unlike libjpeg altogether (it ignores the Adobe RGB marker
+of Aperio's RGB-coded tiles), only CPU lanes read it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, SharedPool
+from memamba.features.jpeg_tiles import JpegTiffPyramid
+from memamba.features.tile_reader import TilePatchReader
+
+logger = logging.getLogger(__name__)
+
+GPU_LANES = 2
+"""nvJPEG lanes: torchvision runs one decode at a time per process, so a second lane only overlaps file
+reads, assembly and resizing with the first one's decoding."""
+CPU_LANES = 2
+"""libjpeg lanes sharing one pool of decode threads: one reads and assembles while the other decodes."""
+THREADS_KEPT = 3
+"""Threads of a CUDA job's budget not given to libjpeg: the encoder's loop and the two GPU lanes."""
+SAMPLE_PATCHES = 8
+"""Patches, spread over the grid, whose tiles are decoded both ways to compare the decoders."""
+FANCY_TOLERANCE = 8
+"""Largest pixel difference between nvJPEG and libjpeg's default upsampling still taken as agreement."""
+
+
+def plan_lanes(
+    slide_path: Path,
+    coords: np.ndarray,
+    patch_size_level0: int,
+    read_size: int,
+    output_size: int,
+    device: torch.device,
+    threads: int,
+) -> list[TilePatchReader]:
+    """Readers ("lanes") of one slide for `tile_batches`, using up to `threads` CPU threads in all.
+
+    CPU: CPU_LANES libjpeg lanes sharing `threads` decode threads, with libjpeg's default upsampling
+    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes, plus CPU lanes on `threads` − THREADS_KEPT threads
+    with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG; CPU lanes
+    alone where nvJPEG decodes the samples unlike libjpeg.
+    """
+    geometry = (coords, patch_size_level0, read_size, output_size, device)
+    pyramid = JpegTiffPyramid(slide_path)
+    if device.type != "cuda":
+        return _cpu_lanes(pyramid, slide_path, geometry, max(1, threads), "fancy")
+    probe = TilePatchReader(pyramid, *geometry, decoder=NvjpegDecoder(device))
+    agreement = _agreement(probe, coords, patch_size_level0)
+    cpu_threads = threads - THREADS_KEPT
+    if agreement == "exact":
+        lanes = [probe] + [
+            TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
+            for _ in range(GPU_LANES - 1)
+        ]
+        if cpu_threads > 0:
+            lanes += _cpu_lanes(JpegTiffPyramid(slide_path), slide_path, geometry, cpu_threads, "replicate")
+        logger.info(
+            "%s: %d nvJPEG lanes, libjpeg on %d threads beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
+        )
+        return lanes
+    if agreement == "close":
+        logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
+        return [probe] + [
+            TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
+            for _ in range(GPU_LANES - 1)
+        ]
+    logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on CPU threads", slide_path.name)
+    probe.close()
+    return _cpu_lanes(JpegTiffPyramid(slide_path), slide_path, geometry, max(1, threads - 1), "fancy")
+
+
+def _cpu_lanes(
+    pyramid: JpegTiffPyramid, slide_path: Path, geometry: tuple, threads: int, upsampling: str
+) -> list[TilePatchReader]:
+    """CPU_LANES libjpeg lanes (the first on `pyramid`) sharing one pool of `threads` threads."""
+    pool = SharedPool(threads)
+    return [
+        TilePatchReader(
+            pyramid if lane == 0 else JpegTiffPyramid(slide_path),
+            *geometry,
+            decoder=LibjpegDecoder(geometry[-1], upsampling=upsampling, pool=pool),
+        )
+        for lane in range(CPU_LANES)
+    ]
+
+
+def _agreement(probe: TilePatchReader, coords: np.ndarray, patch_size_level0: int) -> str:
+    """How nvJPEG (`probe`'s decoder) decodes the tiles of SAMPLE_PATCHES patches against libjpeg:
+    "exact" (as libjpeg with replicating upsampling), "close" (within FANCY_TOLERANCE of libjpeg's
+    default) or "different"."""
+    layout = probe.pyramid.levels[probe.level]
+    picks = np.unique(np.linspace(0, len(coords) - 1, SAMPLE_PATCHES).round().astype(np.int64))
+    centres = (coords[picks] + patch_size_level0 // 2) / layout.downsample
+    cols = np.clip(centres[:, 0] // layout.tile_width, 0, layout.tiles_across - 1)
+    rows = np.clip(centres[:, 1] // layout.tile_height, 0, layout.tiles_down - 1)
+    tile_ids = np.unique((rows * layout.tiles_across + cols).astype(np.int64))
+    on_gpu, gpu_bad = probe.decoder.decode(probe.pyramid, probe.level, tile_ids)
+    on_gpu = on_gpu.cpu()
+    cpu = torch.device("cpu")
+    replicated, rep_bad = LibjpegDecoder(cpu, upsampling="replicate").decode(probe.pyramid, probe.level, tile_ids)
+    fancy, _ = LibjpegDecoder(cpu).decode(probe.pyramid, probe.level, tile_ids)
+    good = ~(gpu_bad | rep_bad)
+    if not good.any():
+        return "exact" if gpu_bad.all() and rep_bad.all() else "different"
+    keep = torch.from_numpy(good)
+    if torch.equal(on_gpu[keep], replicated[keep]):
+        return "exact"
+    worst = int((on_gpu[keep].int() - fancy[keep].int()).abs().max())
+    return "close" if worst <= FANCY_TOLERANCE else "different"
