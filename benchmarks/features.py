@@ -27,7 +27,6 @@ import importlib.util
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memamba.features import tile_lanes
+from memamba.features import extract, tile_lanes
 from memamba.features.batches import openslide_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.extract import encode_patches, patch_batches
@@ -265,30 +264,23 @@ def end_to_end(
 
 def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
     """resnet50_trunc end to end with other numbers of nvJPEG lanes and CPU threads than the defaults, and
-    with Python's GIL switch interval (default 5 ms) shortened."""
-    default, switch_interval = tile_lanes.GPU_LANES, sys.getswitchinterval()
+    with Python's default GIL switch interval (5 ms) instead of memamba's."""
+    lanes, interval = tile_lanes.GPU_LANES, extract.GIL_SWITCH_INTERVAL
     try:
-        for gpu_lanes, threads, interval in (
-            (2, cores, 5e-4),
-            (3, cores, 5e-4),
-            (2, cores - 4, 5e-4),
-            (3, cores, 5e-3),
-        ):
-            tile_lanes.GPU_LANES = gpu_lanes
-            sys.setswitchinterval(interval)
+        for gpu_lanes, threads, switch in ((2, cores, 5e-3), (3, cores, interval), (2, cores - 4, interval)):
+            tile_lanes.GPU_LANES, extract.GIL_SWITCH_INTERVAL = gpu_lanes, switch
             value = end_to_end(
                 "resnet50_trunc", slide, coords, device, ("tiles", 0, threads), MODEL_BATCH["resnet50_trunc"]
             )
             beside = threads - THREADS_KEPT
             add(
                 f"(c) resnet50_trunc end to end, {gpu_lanes} nvJPEG lanes + libjpeg on {beside} threads, "
-                f"GIL switch interval {interval * 1000:g} ms",
+                f"GIL switch interval {switch * 1000:g} ms",
                 "synthetic",
                 value,
             )
     finally:
-        tile_lanes.GPU_LANES = default
-        sys.setswitchinterval(switch_interval)
+        tile_lanes.GPU_LANES, extract.GIL_SWITCH_INTERVAL = lanes, interval
 
 
 def describe(config: Config, device: torch.device) -> str:

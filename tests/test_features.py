@@ -13,7 +13,7 @@ import torch
 
 from memamba.errors import InputError
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.extract import extract_features, read_patch_grid
+from memamba.features.extract import encode_patches, extract_features, read_patch_grid
 from memamba.features.features_h5 import export_pt, read_features
 from memamba.features.registry import build_encoder, get_encoder_spec
 
@@ -222,6 +222,29 @@ def test_uni_vit_large_extracts_finite_1024d_features_on_cuda(cmu_coords: Path, 
     extract_features(CMU, cmu_coords, out, encoder="uni_vit_large", allow_random_weights=True, device="cuda")
     features, _, _ = read_features(out)
     assert features.shape == (len(TISSUE_COORDS), 1024) and np.isfinite(features).all()
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
+def test_encoding_on_cuda_shortens_the_gil_switch_interval_and_restores_it(device: str) -> None:
+    import sys
+
+    from memamba.features.extract import GIL_SWITCH_INTERVAL
+
+    spec = get_encoder_spec("resnet50_trunc")
+    model, _ = build_encoder(spec, None, allow_random_weights=True)
+    seen = []
+
+    def batches():
+        seen.append(sys.getswitchinterval())
+        yield torch.zeros((2, 3, 224, 224), dtype=torch.uint8), torch.zeros(2, dtype=torch.bool)
+
+    before = sys.getswitchinterval()
+    encode_patches(model, spec, batches(), 2, torch.device(device))
+    assert seen == [GIL_SWITCH_INTERVAL if device == "cuda" else before]
+    assert sys.getswitchinterval() == before
 
 
 def test_manifest_records_each_slides_patches_reader_and_timing(random_run: Path, tmp_path: Path) -> None:
