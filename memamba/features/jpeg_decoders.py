@@ -20,7 +20,6 @@ import torch
 
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 
-JPEG_DECODERS = ("auto", "nvjpeg", "libjpeg")
 UPSAMPLING = ("fancy", "replicate")
 
 
@@ -34,23 +33,6 @@ class TileDecoder(Protocol):
     def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]: ...
 
     def close(self) -> None: ...
-
-
-def make_decoder(choice: str, device: torch.device, threads: int = 1, upsampling: str = "fancy") -> TileDecoder:
-    """The decoder `choice` (one of JPEG_DECODERS) delivering to `device`.
-
-    "auto": libjpeg on the CPU, nvJPEG on CUDA. nvJPEG asked for on the CPU raises ValueError.
-    `threads` and `upsampling` (one of UPSAMPLING) are libjpeg's.
-    """
-    if choice not in JPEG_DECODERS:
-        raise ValueError(f"unknown JPEG decoder {choice!r}; valid: {', '.join(JPEG_DECODERS)}")
-    if choice == "auto":
-        choice = "libjpeg" if device.type == "cpu" else "nvjpeg"
-    if choice == "nvjpeg" and device.type != "cuda":
-        raise ValueError(f"the nvjpeg JPEG decoder needs a CUDA device, got {device}")
-    if choice == "nvjpeg":
-        return NvjpegDecoder(device)
-    return LibjpegDecoder(device, threads, upsampling)
 
 
 class NvjpegDecoder:

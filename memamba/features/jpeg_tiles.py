@@ -1,7 +1,7 @@
 """Raw JPEG tiles of a tiled TIFF/SVS pyramid: the level layout and each tile as a stand-alone JPEG stream.
 
 A tile of a JPEG-compressed TIFF is an abbreviated JPEG stream; its quantisation and Huffman tables may
-live once in the page's JPEGTables tag. `tile_streams` splices them back in, and for pages whose
+live once in the page's JPEGTables tag. `read_streams` splices them back in, and for pages whose
 photometric is RGB (Aperio scanners store RGB components without colour transform) it adds an Adobe
 APP14 marker with transform 0 so that any JPEG decoder (libjpeg, nvJPEG) returns RGB as stored.
 """
@@ -103,11 +103,6 @@ class JpegTiffPyramid:
                 return index - 1
         return len(downsamples) - 1
 
-    def tile_streams(self, level: int, tile_indices: np.ndarray) -> list[bytes]:
-        """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level`, as bytes."""
-        streams = self.read_streams(level, np.asarray(tile_indices, dtype=np.int64))
-        return [bytes(streams[index]) for index in range(len(streams))]
-
     def read_streams(self, level: int, tile_indices: np.ndarray) -> TileStreams:
         """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level`, back to back in one
         buffer. Tiles stored next to each other are read in one system call. A tile that does not start
@@ -154,8 +149,9 @@ class JpegTiffPyramid:
             view = memoryview(raw)[place : place + end - start]
             while len(view):
                 read = os.preadv(descriptor, [view], start)
-                if read <= 0:
-                    raise OSError(f"{self.path}: file ends before byte {start + len(view)}")
+                if read <= 0:  # a truncated file: its missing tiles are zeros, which no decoder accepts
+                    view[:] = bytes(len(view))
+                    break
                 view, start = view[read:], start + read
         positions = np.empty(len(order), dtype=np.int64)
         positions[order] = span_places[span_ids] + offsets[order] - span_starts[span_ids]

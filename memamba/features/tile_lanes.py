@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, SharedPool
+from memamba.features.jpeg_decoders import UPSAMPLING, LibjpegDecoder, NvjpegDecoder, SharedPool
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.tile_reader import TilePatchReader
 
@@ -107,8 +107,12 @@ def _agreement(probe: TilePatchReader, coords: np.ndarray, patch_size_level0: in
     on_gpu, gpu_bad = probe.decoder.decode(probe.pyramid, probe.level, tile_ids)
     on_gpu = on_gpu.cpu()
     cpu = torch.device("cpu")
-    replicated, rep_bad = LibjpegDecoder(cpu, upsampling="replicate").decode(probe.pyramid, probe.level, tile_ids)
-    fancy, _ = LibjpegDecoder(cpu).decode(probe.pyramid, probe.level, tile_ids)
+    decoded = {}
+    for upsampling in UPSAMPLING:
+        decoder = LibjpegDecoder(cpu, upsampling=upsampling)
+        decoded[upsampling] = decoder.decode(probe.pyramid, probe.level, tile_ids)
+        decoder.close()
+    (replicated, rep_bad), (fancy, _) = decoded["replicate"], decoded["fancy"]
     good = ~(gpu_bad | rep_bad)
     if not good.any():
         return "exact" if gpu_bad.all() and rep_bad.all() else "different"
