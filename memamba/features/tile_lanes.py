@@ -51,46 +51,38 @@ def plan_lanes(
     alone where nvJPEG decodes the samples unlike libjpeg.
     """
     geometry = (coords, patch_size_level0, read_size, output_size, device)
-    pyramid = JpegTiffPyramid(slide_path)
     if device.type != "cuda":
-        return _cpu_lanes(pyramid, slide_path, geometry, max(1, threads), "fancy")
-    probe = TilePatchReader(pyramid, *geometry, decoder=NvjpegDecoder(device))
+        return _cpu_lanes(slide_path, geometry, max(1, threads), "fancy")
+    probe = TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
     agreement = _agreement(probe, coords, patch_size_level0)
+    if agreement == "different":
+        logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on CPU threads", slide_path.name)
+        probe.close()
+        return _cpu_lanes(slide_path, geometry, max(1, threads - 1), "fancy")
+    lanes = [probe] + [
+        TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
+        for _ in range(GPU_LANES - 1)
+    ]
     cpu_threads = threads - THREADS_KEPT
-    if agreement == "exact":
-        lanes = [probe] + [
-            TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
-            for _ in range(GPU_LANES - 1)
-        ]
-        if cpu_threads > 0:
-            lanes += _cpu_lanes(JpegTiffPyramid(slide_path), slide_path, geometry, cpu_threads, "replicate")
-        logger.info(
-            "%s: %d nvJPEG lanes, libjpeg on %d threads beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
-        )
-        return lanes
     if agreement == "close":
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
-        return [probe] + [
-            TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
-            for _ in range(GPU_LANES - 1)
-        ]
-    logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on CPU threads", slide_path.name)
-    probe.close()
-    return _cpu_lanes(JpegTiffPyramid(slide_path), slide_path, geometry, max(1, threads - 1), "fancy")
+        return lanes
+    logger.info(
+        "%s: %d nvJPEG lanes, libjpeg on %d threads beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
+    )
+    return lanes + (_cpu_lanes(slide_path, geometry, cpu_threads, "replicate") if cpu_threads > 0 else [])
 
 
-def _cpu_lanes(
-    pyramid: JpegTiffPyramid, slide_path: Path, geometry: tuple, threads: int, upsampling: str
-) -> list[TilePatchReader]:
-    """CPU_LANES libjpeg lanes (the first on `pyramid`) sharing one pool of `threads` threads."""
+def _cpu_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
+    """CPU_LANES libjpeg lanes, each with its own file handle, sharing one pool of `threads` threads."""
     pool = SharedPool(threads)
     return [
         TilePatchReader(
-            pyramid if lane == 0 else JpegTiffPyramid(slide_path),
+            JpegTiffPyramid(slide_path),
             *geometry,
             decoder=LibjpegDecoder(geometry[-1], upsampling=upsampling, pool=pool),
         )
-        for lane in range(CPU_LANES)
+        for _ in range(CPU_LANES)
     ]
 
 
