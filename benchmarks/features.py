@@ -4,13 +4,16 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
 (a) model-only ceilings: random uint8 batches already on the GPU, normalised and encoded (bf16 autocast,
     channels_last for CNNs; optionally torch.compile);
 (b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile read + JPEG
-    decode by libjpeg on the CPU (tiles/s, one thread and all cores), by nvJPEG on the GPU (tiles/s, 1-2
-    threads), and by both at once (nvJPEG beside libjpeg on all cores but three, as the tiles reader
-    runs them); the decode ceiling in patches/s (that last rate / tiles per patch); and memamba's tiles
-    reader alone (bytes, decode, assembly, resize; no model), with and without libjpeg lanes;
+    decode by libjpeg on the CPU (tiles/s, one thread, all cores as threads, all cores as decode
+    processes), by nvJPEG on the GPU (tiles/s, 1-2 threads), and by both at once (nvJPEG beside libjpeg
+    on all cores but three, in threads or in decode processes as the tiles reader runs them); the decode
+    ceiling in patches/s (the fastest of these / tiles per patch); and memamba's tiles reader alone
+    (bytes, decode, assembly, resize; no model), with libjpeg lanes in decode processes or threads and
+    without libjpeg lanes;
 (c) end to end (`encode_patches` over memamba's `patch_batches` for each reader configuration, worker
-    start-up included) for resnet50_trunc and vit_large_patch16_224 on a
-    synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real CMU-1-Small-Region slide; and the
+    start-up included; decode processes stay up between passes, as within a job) for resnet50_trunc and
+    vit_large_patch16_224 on a synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real
+    CMU-1-Small-Region slide; and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
 
@@ -22,6 +25,7 @@ Patches are 20× (512 level-0 px of the 40× slide) resized to 224. Usage (GPU m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import os
@@ -36,11 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memamba.features import extract, tile_lanes
+from memamba.features import cuda_waits, extract, tile_lanes
 from memamba.features.batches import openslide_batches
 from memamba.features.dataset import SlidePatchDataset
+from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.extract import encode_patches, patch_batches
-from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
+from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, TileDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.registry import build_encoder, get_encoder_spec
 from memamba.features.tile_lanes import THREADS_KEPT
@@ -165,11 +170,17 @@ def openslide_ceiling(slide: Path, coords: np.ndarray, workers: int) -> float:
 
 
 def cpu_decode_ceiling(
-    pyramid: JpegTiffPyramid, tile_ids: np.ndarray, threads: int, device: torch.device, batch: int = 1024
+    pyramid: JpegTiffPyramid,
+    tile_ids: np.ndarray,
+    threads: int,
+    device: torch.device,
+    processes: bool = False,
+    batch: int = 1024,
 ) -> float:
-    """tiles/s of libjpeg (simplejpeg, replicating upsampling as beside nvJPEG) on `threads` threads,
-    file reads and the copy to `device` included, in batches of `batch` tiles (as a CPU lane reads)."""
-    decoder = LibjpegDecoder(device, threads, "replicate")
+    """tiles/s of libjpeg (simplejpeg, replicating upsampling as beside nvJPEG) on `threads` threads or
+    decode processes, file reads and the copy to `device` included, in batches of `batch` tiles (as a
+    CPU lane reads)."""
+    decoder = libjpeg_decoder(device, threads, processes)
 
     def work() -> int:
         for start in range(0, len(tile_ids), batch):
@@ -177,7 +188,16 @@ def cpu_decode_ceiling(
         return len(tile_ids)
 
     work()
-    return rate(work, device)
+    value = rate(work, device)
+    decoder.close()
+    return value
+
+
+def libjpeg_decoder(device: torch.device, threads: int, processes: bool) -> TileDecoder:
+    """libjpeg with replicating upsampling on `threads` threads or decode processes."""
+    if processes:
+        return ProcessLibjpegDecoder(device, threads, "replicate")
+    return LibjpegDecoder(device, threads, "replicate")
 
 
 def gpu_decode_ceiling(pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: torch.device, threads: int) -> float:
@@ -201,13 +221,23 @@ def gpu_decode_ceiling(pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: t
 
 
 def combined_decode_ceiling(
-    pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: torch.device, cpu_threads: int, seconds: float = 4.0
+    pyramid: JpegTiffPyramid,
+    tile_ids: np.ndarray,
+    device: torch.device,
+    cpu_threads: int,
+    processes: bool,
+    seconds: float = 4.0,
 ) -> tuple[float, float]:
     """(nvJPEG tiles/s, libjpeg tiles/s) with both decoding at once for `seconds`, as the tiles reader
-    runs them: nvJPEG from GPU_LANES threads, libjpeg (replicating upsampling) on `cpu_threads` threads,
-    each lane on its own CUDA stream; batches of 1024 tiles, file reads and copies to the GPU included."""
-    decoders = [NvjpegDecoder(device) for _ in range(tile_lanes.GPU_LANES)]
-    decoders.append(LibjpegDecoder(device, cpu_threads, "replicate"))
+    runs them: nvJPEG from GPU_LANES threads, libjpeg (replicating upsampling) in CPU_LANES lanes on
+    `cpu_threads` decode processes (or one lane on as many threads), each lane on its own CUDA stream;
+    batches of 1024 tiles, file reads and copies to the GPU included."""
+    decoders: list[TileDecoder] = [NvjpegDecoder(device) for _ in range(tile_lanes.GPU_LANES)]
+    if processes:
+        shares = np.array_split(np.arange(cpu_threads), tile_lanes.CPU_LANES)
+        decoders += [libjpeg_decoder(device, len(share), processes=True) for share in shares]
+    else:
+        decoders.append(libjpeg_decoder(device, cpu_threads, processes=False))
     counts = [0] * len(decoders)
     stop = time.perf_counter() + seconds
 
@@ -224,7 +254,10 @@ def combined_decode_ceiling(
     with ThreadPoolExecutor(len(decoders)) as pool:
         list(pool.map(loop, range(len(decoders))))
     elapsed = time.perf_counter() - begin
-    return sum(counts[:-1]) / elapsed, counts[-1] / elapsed
+    for decoder in decoders:
+        decoder.close()
+    gpu_lanes = tile_lanes.GPU_LANES
+    return sum(counts[:gpu_lanes]) / elapsed, sum(counts[gpu_lanes:]) / elapsed
 
 
 def reader_batches(
@@ -262,25 +295,37 @@ def end_to_end(
     return rate(work, device, repeats=2)
 
 
-def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
-    """resnet50_trunc end to end with other numbers of nvJPEG lanes and CPU threads than the defaults, and
-    with Python's default GIL switch interval (5 ms) instead of memamba's."""
-    lanes, interval = tile_lanes.GPU_LANES, extract.GIL_SWITCH_INTERVAL
+@contextlib.contextmanager
+def lanes_settings(
+    processes: bool | None = None, switch: float | None = None, blocking: bool | None = None
+) -> Iterator[None]:
+    """memamba's tiles-reader settings changed for a measurement (libjpeg lanes in decode processes or
+    threads, GIL switch interval in s, sleeping or busy-polling CUDA waits), restored afterwards."""
+    saved = tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING
+    tile_lanes.DECODE_PROCESSES = saved[0] if processes is None else processes
+    extract.GIL_SWITCH_INTERVAL = saved[1] if switch is None else switch
+    cuda_waits.BLOCKING = saved[2] if blocking is None else blocking
     try:
-        for gpu_lanes, threads, switch in ((2, cores, 5e-3), (3, cores, interval), (2, cores - 4, interval)):
-            tile_lanes.GPU_LANES, extract.GIL_SWITCH_INTERVAL = gpu_lanes, switch
-            value = end_to_end(
-                "resnet50_trunc", slide, coords, device, ("tiles", 0, threads), MODEL_BATCH["resnet50_trunc"]
-            )
-            beside = threads - THREADS_KEPT
-            add(
-                f"(c) resnet50_trunc end to end, {gpu_lanes} nvJPEG lanes + libjpeg on {beside} threads, "
-                f"GIL switch interval {switch * 1000:g} ms",
-                "synthetic",
-                value,
-            )
+        yield
     finally:
-        tile_lanes.GPU_LANES, extract.GIL_SWITCH_INTERVAL = lanes, interval
+        tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING = saved
+
+
+def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
+    """resnet50_trunc end to end with one setting other than memamba's defaults: libjpeg lanes in
+    threads of the encoder's process instead of decode processes; two more decode processes than the
+    job's threads allow; Python's default GIL switch interval; CUDA's busy-polling waits."""
+    variants = (
+        ("libjpeg lanes in threads, not processes", {"processes": False}, cores),
+        ("2 decode processes more", {}, cores + 2),
+        ("GIL switch interval 5 ms", {"switch": 5e-3}, cores),
+        ("busy-polling CUDA waits", {"blocking": False}, cores),
+    )
+    for label, settings, threads in variants:
+        with lanes_settings(**settings):
+            config = ("tiles", 0, threads)
+            value = end_to_end("resnet50_trunc", slide, coords, device, config, MODEL_BATCH["resnet50_trunc"])
+        add(f"(c) resnet50_trunc end to end, {describe(config, device)}; {label}", "synthetic", value)
 
 
 def describe(config: Config, device: torch.device) -> str:
@@ -291,7 +336,7 @@ def describe(config: Config, device: torch.device) -> str:
     if device.type != "cuda":
         return f"tiles reader, libjpeg on {threads} threads"
     beside = threads - THREADS_KEPT
-    return f"tiles reader, nvJPEG + libjpeg on {beside} threads" if beside > 0 else "tiles reader, nvJPEG only"
+    return f"tiles reader, nvJPEG + libjpeg on {beside} CPU threads" if beside > 0 else "tiles reader, nvJPEG only"
 
 
 class SharedHandleDataset(torch.utils.data.Dataset):
@@ -375,26 +420,35 @@ def main() -> None:
                 add(f"(a) model only {name}, bf16, torch.compile", "-", model_ceiling(name, device, True), "img/s")
         openslide_rate = openslide_ceiling(synthetic, coords, args.workers)
         add(f"(b) OpenSlide reader, {args.workers} processes", "synthetic", openslide_rate, "patches/s")
-        for threads in (1, cores):
-            tiles = cpu_decode_ceiling(pyramid, tile_ids, threads, device)
-            add(f"(b) libjpeg read + decode of raw tiles, {threads} thread(s)", "synthetic", tiles, "tiles/s")
-        decode_tiles = tiles
+        cpu_decodes = []
+        for threads, processes in ((1, False), (cores, False), (cores, True)):
+            cpu_decodes.append(cpu_decode_ceiling(pyramid, tile_ids, threads, device, processes))
+            how = f"{threads} decode processes" if processes else f"{threads} thread(s)"
+            add(f"(b) libjpeg read + decode of raw tiles, {how}", "synthetic", cpu_decodes[-1], "tiles/s")
+        decode_tiles = max(cpu_decodes)
         if device.type == "cuda":
             for threads in (1, 2):
                 tiles = gpu_decode_ceiling(pyramid, tile_ids, device, threads)
                 add(f"(b) nvJPEG read + decode of raw tiles, {threads} thread(s)", "synthetic", tiles, "tiles/s")
             beside = cores - THREADS_KEPT
-            on_gpu, on_cpu = combined_decode_ceiling(pyramid, tile_ids, device, beside)
-            decode_tiles = on_gpu + on_cpu
-            note = f"nvJPEG {on_gpu:,.0f} + libjpeg {on_cpu:,.0f} tiles/s"
-            add(f"(b) nvJPEG and libjpeg on {beside} threads at once", "synthetic", decode_tiles, note)
+            for processes in (False, True):
+                on_gpu, on_cpu = combined_decode_ceiling(pyramid, tile_ids, device, beside, processes)
+                decode_tiles = max(decode_tiles, on_gpu + on_cpu)
+                note = f"nvJPEG {on_gpu:,.0f} + libjpeg {on_cpu:,.0f} tiles/s"
+                how = "decode processes" if processes else "threads"
+                add(f"(b) nvJPEG and libjpeg on {beside} {how} at once", "synthetic", on_gpu + on_cpu, note)
         decode_rate = decode_tiles / tiles_per_patch
-        add("(b) decode ceiling: the last raw decode above / tiles per patch", "synthetic", decode_rate, "patches/s")
+        add("(b) decode ceiling: the fastest raw decode above / tiles per patch", "synthetic", decode_rate, "patches/s")
         configs = [("tiles", 0, cores)] + ([("tiles", 0, THREADS_KEPT)] if device.type == "cuda" else [])
         for config in configs:
             alone = reader_ceiling(synthetic, coords, device, config, 256)
             note = f"{alone / decode_rate:.0%} of the decode ceiling"
             add(f"(b) {describe(config, device)}, no model", "synthetic", alone, note)
+        if device.type == "cuda":
+            with lanes_settings(processes=False):
+                alone = reader_ceiling(synthetic, coords, device, configs[0], 256)
+            note = f"{alone / decode_rate:.0%} of the decode ceiling"
+            add(f"(b) {describe(configs[0], device)} (libjpeg in threads), no model", "synthetic", alone, note)
 
         if device.type == "cuda" and "resnet50_trunc" in args.encoders:
             lanes_sweep(synthetic, coords, device, cores, add)

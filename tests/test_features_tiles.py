@@ -18,6 +18,7 @@ from memamba.demo.svs import write_aperio_svs
 from memamba.errors import InputError
 from memamba.features.batches import tile_batches
 from memamba.features.dataset import SlidePatchDataset
+from memamba.features.decode_processes import processes_supported
 from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
@@ -271,13 +272,14 @@ def test_nvjpeg_decodes_tiles_bit_for_bit_like_libjpeg_with_replicated_chroma(ge
 def test_cpu_lanes_join_the_gpu_lanes_only_where_they_decode_alike(generated_svs: Path) -> None:
     coords = np.concatenate([GENERATED_COORDS] * 8)
     hybrid = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
-    assert [lane.decoder.name for lane in hybrid] == ["nvjpeg"] * GPU_LANES + ["libjpeg"] * CPU_LANES
+    cpu_decoder = "libjpeg-processes" if processes_supported() else "libjpeg"
+    assert [lane.decoder.name for lane in hybrid] == ["nvjpeg"] * GPU_LANES + [cpu_decoder] * CPU_LANES
     assert {lane.decoder.upsampling for lane in hybrid[GPU_LANES:]} == {"replicate"}
     gpu_only = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=1)
     assert [lane.decoder.name for lane in gpu_only] == ["nvjpeg"] * GPU_LANES
     assert torch.equal(lane_images(hybrid, generated_svs, coords), lane_images(gpu_only, generated_svs, coords))
     rgb_coded = plan_lanes(CMU, TISSUE_COORDS, 512, 256, 224, CUDA, threads=8)
-    assert [lane.decoder.name for lane in rgb_coded] == ["libjpeg"] * CPU_LANES
+    assert [lane.decoder.name for lane in rgb_coded] == [cpu_decoder] * CPU_LANES
     for lane in rgb_coded:
         lane.close()
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from memamba.features.cuda_waits import wait_for_stream
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.tile_reader import TilePatchReader
 
@@ -99,7 +100,7 @@ class _LaneScheduler:
                     indices = np.arange(start, min(start + self.batch_size, self.n_patches))
                     batch = _reread_failed(*reader.read_batch(indices), indices, self.fallback)
                     if stream is not None:
-                        stream.synchronize()
+                        wait_for_stream(stream)
                     with self.ready:
                         self.done[number] = batch
                         self.ready.notify_all()

@@ -16,6 +16,7 @@ import torch
 
 from memamba.errors import InputError
 from memamba.features.batches import Batch, openslide_batches, tile_batches
+from memamba.features.cuda_waits import gpu_event
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.features_h5 import write_features
 from memamba.features.registry import (
@@ -137,6 +138,11 @@ def extract_features(
         features, coords, blank, used_reader = np.zeros((0, spec.output_dim), np.float32), grid.coords[:0], 0, "none"
     else:
         _check_slide_opens(Path(slide_path))
+        if reader != "openslide" and torch_device.type == "cuda":
+            from memamba.features.jpeg_decoders import cpu_threads_available
+            from memamba.features.tile_lanes import start_lanes_early
+
+            start_lanes_early(torch_device, threads or cpu_threads_available())
         model, digest = build_encoder(spec, weights, allow_random_weights)
         dataset = SlidePatchDataset(
             Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
@@ -236,7 +242,7 @@ def encode_patches(
             row += count
             blank += int(blank_flags.sum())
             if device.type == "cuda":
-                in_flight.append(torch.cuda.Event())
+                in_flight.append(gpu_event())
                 in_flight[-1].record()
                 if len(in_flight) > MAX_BATCHES_IN_FLIGHT:
                     in_flight.popleft().synchronize()

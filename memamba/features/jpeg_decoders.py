@@ -18,6 +18,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from memamba.features.cuda_waits import gpu_event
+from memamba.features.decode_worker import decode_into
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 
 UPSAMPLING = ("fancy", "replicate")
@@ -121,7 +123,7 @@ class LibjpegDecoder:
         fast = self.upsampling == "replicate"
         work = [
             self.pool.executor.submit(
-                _decode_into, pyramid, level, tile_ids[start : start + chunk], pixels[start:], bad[start:], fast
+                decode_into, pyramid, level, tile_ids[start : start + chunk], pixels[start:], bad[start:], fast
             )
             for start in range(0, len(tile_ids), chunk)
         ]
@@ -130,7 +132,7 @@ class LibjpegDecoder:
         if self.device.type != "cuda":
             return host.permute(0, 3, 1, 2), bad
         tiles = host.to(self.device, non_blocking=True)
-        self._copied = torch.cuda.Event()
+        self._copied = gpu_event()
         self._copied.record()
         return tiles.permute(0, 3, 1, 2), bad
 
@@ -157,24 +159,6 @@ def cpu_threads_available() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _decode_into(
-    pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray, pixels: np.ndarray, bad: np.ndarray, fast: bool
-) -> None:
-    """Decode tiles `tile_ids` into `pixels[i]` (uint8 [h, w, 3]); set `bad[i]` for those that fail."""
-    import simplejpeg
-
-    streams = pyramid.read_streams(level, tile_ids)
-    data, shape = memoryview(streams.buffer), pixels.shape[1:]
-    for index, (start, length) in enumerate(zip(streams.starts.tolist(), streams.lengths.tolist(), strict=True)):
-        try:
-            image = simplejpeg.decode_jpeg(
-                data[start : start + length], colorspace="RGB", fastupsample=fast, buffer=pixels[index]
-            )
-            bad[index] = image.shape != shape
-        except ValueError:
-            bad[index] = True
 
 
 def _decode_one(tensor: torch.Tensor, device: torch.device) -> torch.Tensor | None:

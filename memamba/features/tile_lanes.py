@@ -1,10 +1,11 @@
-"""Which decoders read a slide's JPEG tiles: GPU lanes (nvJPEG), CPU lanes (libjpeg threads), or both.
+"""Which decoders read a slide's JPEG tiles: GPU lanes (nvJPEG), CPU lanes (libjpeg), or both.
 
 On CUDA the GPU's JPEG decoding and the CPU's cores together decode faster than either alone (H200: about
 30k tiles/s from nvJPEG, 30k from 12 libjpeg threads, 52k together; benchmarks/RESULTS.md). Both join
 only where they agree bit for bit on sample tiles of this slide, so which lane read a patch never changes
 its features; where nvJPEG decodes the slide unlike libjpeg altogether (it ignores the Adobe RGB marker
-of Aperio's RGB-coded tiles), only CPU lanes read it.
+of Aperio's RGB-coded tiles), only CPU lanes read it. On CUDA, CPU lanes decode in decode processes
+(memamba.features.decode_processes), which leave the encoder's process its GIL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memamba.features.decode_processes import ProcessLibjpegDecoder, processes_supported, start_decode_processes
 from memamba.features.jpeg_decoders import UPSAMPLING, LibjpegDecoder, NvjpegDecoder, SharedPool
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.tile_reader import TilePatchReader
@@ -25,13 +27,24 @@ GPU_LANES = 2
 """nvJPEG lanes: torchvision runs one decode at a time per process, so a second lane only overlaps file
 reads, assembly and resizing with the first one's decoding."""
 CPU_LANES = 2
-"""libjpeg lanes sharing one pool of decode threads: one reads and assembles while the other decodes."""
+"""libjpeg lanes: on the CPU they share one pool of decode threads (one lane assembles while the other
+decodes); on CUDA each has its share of the decode processes."""
+DECODE_PROCESSES = True
+"""On CUDA, decode libjpeg lanes' tiles in processes (each with its own GIL), not in threads of the
+encoder's process, where supported (Linux)."""
 THREADS_KEPT = 3
 """Threads of a CUDA job's budget not given to libjpeg: the encoder's loop and the two GPU lanes."""
 SAMPLE_PATCHES = 8
 """Patches, spread over the grid, whose tiles are decoded both ways to compare the decoders."""
 FANCY_TOLERANCE = 8
 """Largest pixel difference between nvJPEG and libjpeg's default upsampling still taken as agreement."""
+
+
+def start_lanes_early(device: torch.device, threads: int) -> None:
+    """Start the decode processes of a CUDA job's CPU lanes now (a job of `threads` CPU threads), so
+    that their start-up overlaps other work such as building the encoder."""
+    if device.type == "cuda" and DECODE_PROCESSES and processes_supported():
+        start_decode_processes(max(0, threads - THREADS_KEPT))
 
 
 def plan_lanes(
@@ -46,17 +59,17 @@ def plan_lanes(
     """Readers ("lanes") of one slide for `tile_batches`, using up to `threads` CPU threads in all.
 
     CPU: CPU_LANES libjpeg lanes sharing `threads` decode threads, with libjpeg's default upsampling
-    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes, plus CPU lanes on `threads` − THREADS_KEPT threads
-    with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG; CPU lanes
-    alone where nvJPEG decodes the samples unlike libjpeg.
+    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes, plus CPU lanes on `threads` − THREADS_KEPT decode
+    processes with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG;
+    CPU lanes alone (default upsampling) where nvJPEG decodes the samples unlike libjpeg.
     """
     geometry = (coords, patch_size_level0, read_size, output_size, device)
     if device.type != "cuda":
-        return _cpu_lanes(slide_path, geometry, max(1, threads), "fancy")
+        return _threaded_lanes(slide_path, geometry, max(1, threads), "fancy")
     probe = TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
     agreement = _agreement(probe, coords, patch_size_level0)
     if agreement == "different":
-        logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on CPU threads", slide_path.name)
+        logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on the CPU only", slide_path.name)
         probe.close()
         return _cpu_lanes(slide_path, geometry, max(1, threads - 1), "fancy")
     lanes = [probe] + [
@@ -68,12 +81,28 @@ def plan_lanes(
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
         return lanes
     logger.info(
-        "%s: %d nvJPEG lanes, libjpeg on %d threads beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
+        "%s: %d nvJPEG lanes, libjpeg on %d CPU threads beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
     )
     return lanes + (_cpu_lanes(slide_path, geometry, cpu_threads, "replicate") if cpu_threads > 0 else [])
 
 
 def _cpu_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
+    """CPU_LANES libjpeg lanes beside a CUDA encoder, on `threads` decode processes (DECODE_PROCESSES,
+    where supported) or threads in all."""
+    if not (DECODE_PROCESSES and processes_supported()):
+        return _threaded_lanes(slide_path, geometry, threads, upsampling)
+    lanes = min(CPU_LANES, threads)
+    return [
+        TilePatchReader(
+            JpegTiffPyramid(slide_path),
+            *geometry,
+            decoder=ProcessLibjpegDecoder(geometry[-1], len(share), upsampling),
+        )
+        for share in np.array_split(np.arange(threads), lanes)
+    ]
+
+
+def _threaded_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
     """CPU_LANES libjpeg lanes, each with its own file handle, sharing one pool of `threads` threads."""
     pool = SharedPool(threads)
     return [

@@ -1,0 +1,246 @@
+"""libjpeg decoding in decode processes that write straight into host memory shared with this process.
+
+libjpeg threads inside the encoder's process release the GIL while decoding, but each tile's Python
+around libjpeg takes it back: at tens of thousands of tiles per second they contend with the encoder's
+loop for the GIL. Decode processes have a GIL each; this process only sends each a slice of the batch's
+tile numbers and copies the decoded tiles from pinned shared memory to the GPU.
+
+Decode processes take a moment to start (Python, numpy, libjpeg), so they are kept for the life of this
+process and lent to one decoder at a time; `start_decode_processes` starts them ahead of need.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import mmap
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memamba.features.cuda_waits import gpu_event
+from memamba.features.decode_worker import DecodeFailure, DecodeRequest
+from memamba.features.jpeg_decoders import UPSAMPLING
+from memamba.features.jpeg_tiles import JpegTiffPyramid
+
+_MEMORY_NAMES = itertools.count()
+
+
+def processes_supported() -> bool:
+    """Whether this system can share decode memory with processes (Linux memfd)."""
+    return hasattr(os, "memfd_create") and Path(f"/proc/{os.getpid()}/fd").is_dir()
+
+
+class SharedHostMemory:
+    """`size` bytes of anonymous shared memory (a memfd) that decode processes open by `path`; pinned
+    (page-locked for the GPU's copy engines) when `pin`."""
+
+    def __init__(self, size: int, pin: bool) -> None:
+        self.size = size
+        self.descriptor = os.memfd_create("memamba-tiles")
+        os.ftruncate(self.descriptor, size)
+        self.path = f"/proc/{os.getpid()}/fd/{self.descriptor}"
+        self.name = f"{os.getpid()}-{next(_MEMORY_NAMES)}"
+        self._map = mmap.mmap(self.descriptor, size)
+        self.tensor = torch.frombuffer(self._map, dtype=torch.uint8)
+        self.pinned = False
+        if pin:
+            torch.cuda.check_error(torch.cuda.cudart().cudaHostRegister(self.tensor.data_ptr(), size, 0))
+            self.pinned = True
+
+    def close(self) -> None:
+        """Unpin, unmap and free the memory (no copy from it may still be running)."""
+        if self.pinned:
+            torch.cuda.check_error(torch.cuda.cudart().cudaHostUnregister(self.tensor.data_ptr()))
+            self.pinned = False
+        del self.tensor
+        self._map.close()
+        os.close(self.descriptor)
+
+
+class DecodeProcess:
+    """One decode process (`python -m memamba.features.decode_worker`), its request pipe and the shared
+    memory it decodes into (kept, and mapped once, for the life of the process)."""
+
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])
+        search_path = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "memamba.features.decode_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(search_path), "OMP_NUM_THREADS": "1"},
+        )
+        self.memory: SharedHostMemory | None = None
+
+    def output(self, size: int, pin: bool) -> SharedHostMemory:
+        """This process's output memory: at least `size` bytes, pinned if `pin`; replaced (a quarter
+        larger than asked) when smaller or unpinned. No copy from it may still be running."""
+        if self.memory is None or self.memory.size < size or (pin and not self.memory.pinned):
+            if self.memory is not None:
+                self.memory.close()
+            self.memory = SharedHostMemory(max(1, size + size // 4), pin)
+        return self.memory
+
+    def send(self, request: DecodeRequest | None) -> None:
+        """Send a request (a process that has exited is reported by `receive`)."""
+        try:
+            pickle.dump(request, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def receive(self) -> np.ndarray | str:
+        """The bool [T] undecodable flags answering the last request, or why there are none."""
+        try:
+            answer = pickle.load(self.process.stdout)
+        except EOFError:
+            return f"decode process {self.process.pid} exited (code {self.process.wait(timeout=5)})"
+        if isinstance(answer, DecodeFailure):
+            return f"decode process {self.process.pid}: {answer.error}"
+        return answer
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def finish_lane(self) -> bool:
+        """Tell the process its lane is done (it closes the slide); whether it is ready for another lane.
+        Answers left unread by an interrupted lane are skipped."""
+        self.send(None)
+        try:
+            while (answer := pickle.load(self.process.stdout)) is not None:
+                del answer
+        except EOFError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """End the process (it exits when its requests end) and free its memory."""
+        with contextlib.suppress(BrokenPipeError):  # it has exited already
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+
+class _IdleProcesses:
+    """Decode processes not lent to any decoder; ended when this process exits."""
+
+    def __init__(self) -> None:
+        self.processes: list[DecodeProcess] = []
+        self.lock = threading.Lock()
+        atexit.register(self.close)
+
+    def lend(self, count: int) -> list[DecodeProcess]:
+        """`count` live decode processes: the idle ones given back last first (their memory is sized for
+        such lanes already), new ones as needed."""
+        with self.lock:
+            live = [process for process in self.processes if process.alive()]
+            keep = max(0, len(live) - count)
+            self.processes, lent = live[:keep], live[keep:]
+        return lent + [DecodeProcess() for _ in range(count - len(lent))]
+
+    def take_back(self, processes: list[DecodeProcess]) -> None:
+        """Keep the processes that finish their lane cleanly; end the others."""
+        for process in processes:
+            if process.finish_lane():
+                with self.lock:
+                    self.processes.append(process)
+            else:
+                process.close()
+
+    def start(self, count: int) -> None:
+        """Start decode processes until `count` are idle, without waiting for them to be ready."""
+        with self.lock:
+            self.processes = [process for process in self.processes if process.alive()]
+            self.processes += [DecodeProcess() for _ in range(count - len(self.processes))]
+
+    def close(self) -> None:
+        with self.lock:
+            processes, self.processes = self.processes, []
+        for process in processes:
+            process.close()
+
+
+_IDLE = _IdleProcesses()
+
+
+def start_decode_processes(count: int) -> None:
+    """Have at least `count` decode processes idle, starting them in the background: their start-up
+    (about a second) then overlaps other work, such as building the encoder."""
+    _IDLE.start(count)
+
+
+class ProcessLibjpegDecoder:
+    """libjpeg-turbo on `processes` decode processes lent to it: each decodes a slice of the batch into
+    its own shared memory (pinned on CUDA), copied from there into one tensor on `device`. Output as
+    `LibjpegDecoder`'s with the same upsampling."""
+
+    name = "libjpeg-processes"
+
+    def __init__(self, device: torch.device, processes: int, upsampling: str = "fancy") -> None:
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"unknown chroma upsampling {upsampling!r}; valid: {', '.join(UPSAMPLING)}")
+        self.device = torch.device(device)
+        self.upsampling = upsampling
+        self.workers = _IDLE.lend(max(1, processes))
+        self._copied: torch.cuda.Event | None = None
+
+    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        layout = pyramid.levels[level]
+        tile_shape = (layout.tile_height, layout.tile_width, 3)
+        tile_bytes = int(np.prod(tile_shape))
+        self._wait_for_copies()
+        slices = [part for part in np.array_split(np.arange(len(tile_ids)), len(self.workers)) if len(part)]
+        on_cuda = self.device.type == "cuda"
+        for worker, part in zip(self.workers, slices, strict=False):
+            memory = worker.output(len(part) * tile_bytes, pin=on_cuda)
+            worker.send(
+                DecodeRequest(
+                    slide=pyramid.path,
+                    level=level,
+                    tile_ids=np.asarray(tile_ids[part]),
+                    memory=memory.name,
+                    memory_path=memory.path,
+                    memory_size=memory.size,
+                    replicate_chroma=self.upsampling == "replicate",
+                )
+            )
+        answers = [worker.receive() for worker, _ in zip(self.workers, slices, strict=False)]
+        for answer in answers:
+            if isinstance(answer, str):
+                raise RuntimeError(f"{pyramid.path}: {answer}")
+        tiles = torch.empty((len(tile_ids), *tile_shape), dtype=torch.uint8, device=self.device)
+        for worker, part in zip(self.workers, slices, strict=False):
+            decoded = worker.memory.tensor[: len(part) * tile_bytes].view(len(part), *tile_shape)
+            tiles[int(part[0]) : int(part[-1]) + 1].copy_(decoded, non_blocking=on_cuda)
+        if on_cuda:
+            self._copied = gpu_event()
+            self._copied.record()
+        bad = np.concatenate(answers) if answers else np.zeros(0, dtype=bool)
+        return tiles.permute(0, 3, 1, 2), bad
+
+    def _wait_for_copies(self) -> None:
+        """Wait until the copies out of the processes' memory are done (before it is written again)."""
+        if self._copied is not None:
+            self._copied.synchronize()
+            self._copied = None
+
+    def close(self) -> None:
+        """Give the decode processes back."""
+        self._wait_for_copies()
+        _IDLE.take_back(self.workers)
+        self.workers = []
