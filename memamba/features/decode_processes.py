@@ -66,17 +66,19 @@ class SharedHostMemory:
 
 
 class DecodeProcess:
-    """One decode process (`python -m memamba.features.decode_worker`), its request pipe and the shared
-    memory it decodes into (kept, and mapped once, for the life of the process)."""
+    """One decode process (`memamba.features.decode_worker.main` in a fresh Python), its request pipe and
+    the shared memory it decodes into (kept, and mapped once, for the life of the process)."""
 
     def __init__(self) -> None:
-        package_root = str(Path(__file__).resolve().parents[2])
-        search_path = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        package_root = str(Path(__file__).resolve().parents[2])  # last on its path: it shadows nothing
+        start = (
+            f"import sys; sys.path.append({package_root!r}); from memamba.features.decode_worker import main; main()"
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "memamba.features.decode_worker"],
+            [sys.executable, "-c", start],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(search_path), "OMP_NUM_THREADS": "1"},
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         self.memory: SharedHostMemory | None = None
 

@@ -1,5 +1,5 @@
 """libjpeg tile decoding without torch: the per-tile loop shared by decode threads and decode processes,
-and the loop of a decode process (`python -m memamba.features.decode_worker`).
+and the loop of a decode process (`main`).
 
 A decode process serves one lane at a time. It reads `DecodeRequest`s (pickled) from stdin, decodes the
 tiles straight into the lane's shared memory and answers each request on stdout with the bool [T]
@@ -117,7 +117,6 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         answers.flush()
 
 
-if __name__ == "__main__":  # answers must pickle as this module's classes, not __main__'s
-    from memamba.features import decode_worker
-
-    decode_worker.serve(sys.stdin.buffer, sys.stdout.buffer)
+def main() -> None:
+    """A decode process: serve requests from stdin until it closes."""
+    serve(sys.stdin.buffer, sys.stdout.buffer)
