@@ -182,7 +182,7 @@ _IDLE = _IdleProcesses()
 
 def start_decode_processes(count: int) -> None:
     """Have at least `count` decode processes idle, starting them in the background: their start-up
-    (about a second) then overlaps other work, such as building the encoder."""
+    (a fraction of a second, all at once) then overlaps other work, such as building the encoder."""
     _IDLE.start(count)
 
 

@@ -81,7 +81,7 @@ def plan_lanes(
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
         return lanes
     logger.info(
-        "%s: %d nvJPEG lanes, libjpeg on %d CPU threads beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
+        "%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
     )
     return lanes + (_cpu_lanes(slide_path, geometry, cpu_threads, "replicate") if cpu_threads > 0 else [])
 
