@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-logger = logging.getLogger(__name__)
+from memamba.slide.patches import rgba_on_white
 
-_BACKGROUND_RGB = (255, 255, 255)
+logger = logging.getLogger(__name__)
 
 
 class SlidePatchDataset(Dataset):
@@ -100,9 +100,8 @@ class SlidePatchDataset(Dataset):
                 raise openslide.OpenSlideError("no other pyramid level to retry at")
             level = level + 1 if level + 1 < slide.level_count else level - 1
             size = max(1, round(self.patch_size_level0 / slide.level_downsamples[level]))
-        region = slide.read_region((x, y), level, (size, size))
-        background = Image.new("RGBA", region.size, (*_BACKGROUND_RGB, 255))
-        rgb = Image.alpha_composite(background, region).convert("RGB")
-        if rgb.size != (self.output_size, self.output_size):
-            rgb = rgb.resize((self.output_size, self.output_size), Image.Resampling.BILINEAR)
-        return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+        rgb = rgba_on_white(np.asarray(slide.read_region((x, y), level, (size, size))))
+        if rgb.shape[:2] != (self.output_size, self.output_size):
+            image = Image.fromarray(rgb).resize((self.output_size, self.output_size), Image.Resampling.BILINEAR)
+            rgb = np.array(image)
+        return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
