@@ -247,6 +247,20 @@ def test_encoding_on_cuda_shortens_the_gil_switch_interval_and_restores_it(devic
     assert sys.getswitchinterval() == before
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_waiting_for_a_stream_returns_once_its_queued_work_is_done() -> None:
+    from memamba.features.cuda_waits import gpu_event, wait_for_stream
+
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(200_000_000)  # GPU clock cycles: about a tenth of a second
+        queued = gpu_event()
+        queued.record(stream)
+    assert not queued.query()
+    wait_for_stream(stream)
+    assert queued.query()
+
+
 def test_manifest_records_each_slides_patches_reader_and_timing(random_run: Path, tmp_path: Path) -> None:
     import csv
 
