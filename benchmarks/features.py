@@ -235,8 +235,8 @@ def combined_decode_ceiling(
 ) -> tuple[float, float]:
     """(nvJPEG tiles/s, libjpeg tiles/s) with both decoding at once for `seconds`, as the tiles reader
     runs them: nvJPEG from GPU_LANES threads, libjpeg (replicating upsampling) in CPU_LANES lanes on
-    `cpu_threads` decode processes (or one lane on as many threads), each lane on its own CUDA stream;
-    batches of 1024 tiles, file reads and copies to the GPU included."""
+    `cpu_threads` decode processes (or one lane on as many threads), each lane on its own CUDA stream
+    and waiting for it as the lanes do; batches of 1024 tiles, file reads and copies to the GPU included."""
     decoders: list[TileDecoder] = [NvjpegDecoder(device) for _ in range(tile_lanes.GPU_LANES)]
     if processes:
         shares = np.array_split(np.arange(cpu_threads), tile_lanes.CPU_LANES)
@@ -251,7 +251,7 @@ def combined_decode_ceiling(
         with torch.cuda.stream(stream):
             while time.perf_counter() < stop:
                 tiles, _ = decoders[lane].decode(pyramid, 0, tile_ids[start % len(tile_ids) :][:1024])
-                stream.synchronize()
+                cuda_waits.wait_for_stream(stream)
                 counts[lane] += len(tiles)
                 start += 1024
 
