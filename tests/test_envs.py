@@ -122,7 +122,8 @@ def _imported_names(source: str) -> set[str]:
 
 
 def _third_party_imports(subcommand: str) -> set[str]:
-    """Top-level third-party modules that a `memamba` subcommand can import, following memamba's own imports."""
+    """Top-level third-party modules that a `memamba` subcommand can import, following memamba's own imports
+    and, as Python does, the `__init__` of every package on the way."""
     from memamba.cli import build_parser
 
     subparsers = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
@@ -133,10 +134,12 @@ def _third_party_imports(subcommand: str) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        top = name.split(".")[0]
-        if top != "memamba":
-            third_party.add(top)
-        elif (path := _memamba_module_file(name)) is not None:
+        parts = name.split(".")
+        if parts[0] != "memamba":
+            third_party.add(parts[0])
+            continue
+        pending.extend(".".join(parts[:depth]) for depth in range(1, len(parts)))
+        if (path := _memamba_module_file(name)) is not None:
             pending.extend(_imported_names(path.read_text()))
     return third_party - set(sys.stdlib_module_names) - OPTIONAL_IMPORTS
 

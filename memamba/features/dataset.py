@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from memamba.slide.patches import rgba_on_white
+from memamba.slide.compositing import rgba_on_white
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,28 @@
 """Tile stage: open slides, resolve mpp, segment tissue, lay the patch grid, write coords h5 and QC images."""
 
-from memamba.slide.coords_h5 import read_coords, write_coords
-from memamba.slide.grid import patch_grid
-from memamba.slide.manifest import write_manifest
-from memamba.slide.mpp_table import MppEntry, read_mpp_table
-from memamba.slide.open import open_slide, resolve_mpp
-from memamba.slide.patches import read_patch
-from memamba.slide.qc import write_qc_png
-from memamba.slide.thumbnail import read_thumbnail
-from memamba.slide.tile import TileResult, tile_slide
-from memamba.slide.tissue import TissueParams, tissue_mask
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "MppEntry": "memamba.slide.mpp_table",
+    "TileResult": "memamba.slide.tile",
+    "TissueParams": "memamba.slide.tissue",
+    "open_slide": "memamba.slide.open",
+    "patch_grid": "memamba.slide.grid",
+    "read_coords": "memamba.slide.coords_h5",
+    "read_mpp_table": "memamba.slide.mpp_table",
+    "read_patch": "memamba.slide.patches",
+    "read_thumbnail": "memamba.slide.thumbnail",
+    "resolve_mpp": "memamba.slide.open",
+    "tile_slide": "memamba.slide.tile",
+    "tissue_mask": "memamba.slide.tissue",
+    "write_coords": "memamba.slide.coords_h5",
+    "write_manifest": "memamba.slide.manifest",
+    "write_qc_png": "memamba.slide.qc",
+}
+"""Public names and their modules, imported on first use: a stage that needs one module (the features
+stage reads coords files) does not pay for, or need the packages of, the others (OpenCV, SciPy)."""
 
 __all__ = [
     "MppEntry",
@@ -28,3 +41,9 @@ __all__ = [
     "write_manifest",
     "write_qc_png",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import openslide
 
+from memamba.slide.compositing import rgba_on_white
+
 READ_LEVEL_TOLERANCE = 0.05
 """A pyramid level may be this much (relative) coarser than the target and still be the read level."""
 
@@ -37,13 +39,3 @@ def read_patch(
     if side != out_size:
         rgb = cv2.resize(rgb, (out_size, out_size), interpolation=cv2.INTER_AREA)
     return rgb
-
-
-def rgba_on_white(rgba: np.ndarray) -> np.ndarray:
-    """Composite non-premultiplied RGBA uint8 [h, w, 4] onto white; returns RGB uint8 [h, w, 3]."""
-    alpha = rgba[..., 3:4]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[..., :3])
-    alpha = alpha.astype(np.uint16)
-    rgb = rgba[..., :3].astype(np.uint16) * alpha + 255 * (255 - alpha)
-    return ((rgb + 127) // 255).astype(np.uint8)

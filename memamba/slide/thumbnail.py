@@ -9,8 +9,8 @@ import numpy as np
 import openslide
 
 from memamba.errors import InputError
+from memamba.slide.compositing import rgba_on_white
 from memamba.slide.open import slide_name
-from memamba.slide.patches import rgba_on_white
 
 MAX_THUMBNAIL_PIXELS = 4_000_000
 """Largest overview (pixels) that segmentation works on."""
