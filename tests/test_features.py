@@ -197,6 +197,34 @@ def test_dataloader_workers_give_the_same_features_as_the_main_process(
     np.testing.assert_array_equal(read_features(out)[0], read_features(random_run)[0])
 
 
+def test_workers_read_small_pieces_joined_into_whole_batches_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memamba.features import batches
+
+    pieces, join = [], batches._joined
+
+    def recording_join(parts, batch_size):
+        return join((pieces.append(len(part[0])) or part for part in parts), batch_size)
+
+    monkeypatch.setattr(batches, "_joined", recording_join)
+    dataset = SlidePatchDataset(CMU, np.concatenate([TISSUE_COORDS] * 3), 256, 256, 224)
+    read = list(batches.openslide_batches(dataset, torch.device("cpu"), batch_size=5, num_workers=2))
+    assert pieces == [3] * 6  # 18 patches: 4 pieces per worker at most 3 patches each
+    assert [len(images) for images, _ in read] == [5, 5, 5, 3]
+    expected = torch.stack([dataset[index][0] for index in range(len(dataset))])
+    assert torch.equal(torch.cat([images for images, _ in read]), expected)
+    assert not torch.cat([blank for _, blank in read]).any()
+
+
+def test_piece_size_gives_each_worker_four_pieces_within_one_batch() -> None:
+    from memamba.features.batches import piece_size
+
+    assert piece_size(6084, 256, 16) == 96
+    assert piece_size(256, 256, 2) == 32
+    assert piece_size(100_000, 256, 16) == 256
+    assert piece_size(3, 256, 16) == 1
+    assert piece_size(6084, 256, 0) == 256
+
+
 def test_export_pt_writes_float32_tensor_of_the_features(random_run: Path, tmp_path: Path) -> None:
     export_pt(random_run, tmp_path / "cmu.pt")
     tensor = torch.load(tmp_path / "cmu.pt")

@@ -1,6 +1,7 @@
 """Batch sources for the encoder: uint8 patches [B, 3, S, S] with blank flags [B], from either reader.
 
-- OpenSlide: a DataLoader over `SlidePatchDataset` (workers each with their own handle, pinned memory).
+- OpenSlide: a DataLoader over `SlidePatchDataset` (workers each with their own handle, pinned memory),
+  reading small pieces that are joined into encoder batches.
 - Tiles: `TilePatchReader` lanes (nvJPEG on the GPU, libjpeg on CPU threads) in background threads;
   patches whose tiles cannot be decoded are re-read through OpenSlide (fresh handle, another level,
   else blank and counted).
@@ -24,23 +25,61 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 """(uint8 images [B, 3, S, S], bool blank flags [B])."""
 
 
+PIECES_PER_WORKER = 4
+"""DataLoader workers read a slide in pieces, at least this many per worker, which the main process joins
+into encoder batches. With a whole encoder batch per worker, a slide with fewer batches than workers (or
+the last wave of batches) leaves workers idle: at batch 256, one worker read all of a 256-patch slide, at
+half the speed of two (benchmarks/RESULTS.md)."""
+
+
 def openslide_batches(
     dataset: SlidePatchDataset, device: torch.device, batch_size: int, num_workers: int
 ) -> Iterator[Batch]:
-    """Batches of `dataset` in order, read by `num_workers` DataLoader workers (0: this process)."""
+    """Batches of `dataset` in order, read by `num_workers` DataLoader workers (0: this process) in
+    pieces of `piece_size` patches."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=piece_size(len(dataset), batch_size, num_workers),
         shuffle=False,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if num_workers else None,
     )
-    for images, blank in loader:
-        yield images.to(device, non_blocking=True), blank
+    pieces = ((images.to(device, non_blocking=True), blank) for images, blank in loader)
+    return _joined(pieces, batch_size)
+
+
+def piece_size(n_patches: int, batch_size: int, num_workers: int) -> int:
+    """Patches a DataLoader worker reads at a time: small enough for PIECES_PER_WORKER pieces per worker,
+    so that the workers finish together, and no smaller (each piece costs the main process a hand-over);
+    at most `batch_size`, which `num_workers` = 0 reads whole."""
+    if num_workers == 0:
+        return batch_size
+    return max(1, min(batch_size, -(-n_patches // (num_workers * PIECES_PER_WORKER))))
+
+
+def _joined(pieces: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
+    """`pieces` in order, joined and cut into batches of `batch_size` (the last one may be smaller)."""
+    images: list[torch.Tensor] = []
+    blanks: list[torch.Tensor] = []
+    held = 0
+    for piece_images, piece_blank in pieces:
+        if not held and len(piece_images) == batch_size:
+            yield piece_images, piece_blank
+            continue
+        images.append(piece_images)
+        blanks.append(piece_blank)
+        held += len(piece_images)
+        while held >= batch_size:
+            joined_images, joined_blank = torch.cat(images), torch.cat(blanks)
+            yield joined_images[:batch_size], joined_blank[:batch_size]
+            images, blanks = [joined_images[batch_size:]], [joined_blank[batch_size:]]
+            held -= batch_size
+    if held:
+        yield torch.cat(images), torch.cat(blanks)
 
 
 def tile_batches(
