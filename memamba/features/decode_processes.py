@@ -27,7 +27,7 @@ import torch
 
 from memamba.features.cuda_waits import gpu_event
 from memamba.features.decode_worker import DecodeFailure, DecodeRequest
-from memamba.features.jpeg_decoders import UPSAMPLING
+from memamba.features.jpeg_decoders import checked_upsampling
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 
 _MEMORY_NAMES = itertools.count()
@@ -194,10 +194,8 @@ class ProcessLibjpegDecoder:
     name = "libjpeg-processes"
 
     def __init__(self, device: torch.device, processes: int, upsampling: str = "fancy") -> None:
-        if upsampling not in UPSAMPLING:
-            raise ValueError(f"unknown chroma upsampling {upsampling!r}; valid: {', '.join(UPSAMPLING)}")
         self.device = torch.device(device)
-        self.upsampling = upsampling
+        self.upsampling = checked_upsampling(upsampling)
         self.workers = _IDLE.lend(max(1, processes))
         self._copied: torch.cuda.Event | None = None
 

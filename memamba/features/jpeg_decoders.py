@@ -25,6 +25,13 @@ from memamba.features.jpeg_tiles import JpegTiffPyramid
 UPSAMPLING = ("fancy", "replicate")
 
 
+def checked_upsampling(upsampling: str) -> str:
+    """`upsampling` if it is one of UPSAMPLING; ValueError naming the valid ones otherwise."""
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"unknown chroma upsampling {upsampling!r}; valid: {', '.join(UPSAMPLING)}")
+    return upsampling
+
+
 class TileDecoder(Protocol):
     """Decodes tiles of one pyramid level into uint8 [T, 3, h, w] on `device`, with bool [T] undecodable
     (their pixels are unspecified)."""
@@ -105,10 +112,8 @@ class LibjpegDecoder:
         upsampling: str = "fancy",
         pool: SharedPool | None = None,
     ) -> None:
-        if upsampling not in UPSAMPLING:
-            raise ValueError(f"unknown chroma upsampling {upsampling!r}; valid: {', '.join(UPSAMPLING)}")
         self.device = torch.device(device)
-        self.upsampling = upsampling
+        self.upsampling = checked_upsampling(upsampling)
         self.pool = (pool or SharedPool(threads)).join()
         self.threads = self.pool.threads
         self._pinned: torch.Tensor | None = None
