@@ -5,9 +5,9 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
     channels_last for CNNs; optionally torch.compile);
 (b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile read + JPEG
     decode by libjpeg on the CPU (tiles/s, one thread, all cores as threads, all cores as decode
-    processes), by nvJPEG on the GPU (tiles/s, 1-2 threads), and by both at once (nvJPEG beside libjpeg
-    on all cores but three, in threads or in decode processes as the tiles reader runs them); the decode
-    ceiling in patches/s (the fastest of these / tiles per patch); and memamba's tiles reader alone
+    processes), by nvJPEG on the GPU (tiles/s, 1-2 threads), and by both at once (nvJPEG from 1-2
+    threads beside libjpeg on the cores the tiles reader gives it, in threads or decode processes); the
+    decode ceiling in patches/s (the fastest of these / tiles per patch); and memamba's tiles reader alone
     (bytes, decode, assembly, resize; no model), with libjpeg lanes in decode processes or threads and
     without libjpeg lanes;
 (c) end to end (`encode_patches` over memamba's `patch_batches` for each reader configuration, worker
@@ -55,10 +55,10 @@ TILE = 256
 PATCH_LEVEL0 = 512
 READ_SIZE = 256
 ENCODERS = ("resnet50_trunc", "vit_large_patch16_224")
-MODEL_BATCH = {"resnet50_trunc": 256, "vit_large_patch16_224": 256}
-"""Encoder batches end to end. Larger resnet50_trunc batches are slower with the tiles reader (H200,
-same run: 7.5k patches/s at 128-256, 6.7k at 384, 6.2-6.6k at 512): the GPU's JPEG decoding waits
-behind the encoder's longer bursts of kernels."""
+MODEL_BATCH = {"resnet50_trunc": 128, "vit_large_patch16_224": 256}
+"""Encoder batches end to end. Larger resnet50_trunc batches are slower with the tiles reader: the GPU's
+JPEG decoding waits behind the encoder's longer bursts of kernels (H200, round robin in one run: 8.8k
+patches/s at 128 against 8.3k at 256; earlier 6.2-6.6k at 512; benchmarks/RESULTS.md)."""
 CEILING_BATCH = {"resnet50_trunc": 512, "vit_large_patch16_224": 256}
 """Batches of the model-only ceilings (the model alone is a little faster with larger batches)."""
 Config = tuple[str, int, int]
@@ -231,13 +231,14 @@ def combined_decode_ceiling(
     device: torch.device,
     cpu_threads: int,
     processes: bool,
+    gpu_threads: int,
     seconds: float = 4.0,
 ) -> tuple[float, float]:
     """(nvJPEG tiles/s, libjpeg tiles/s) with both decoding at once for `seconds`, as the tiles reader
-    runs them: nvJPEG from GPU_LANES threads, libjpeg (replicating upsampling) in CPU_LANES lanes on
+    runs them: nvJPEG from `gpu_threads` threads, libjpeg (replicating upsampling) in CPU_LANES lanes on
     `cpu_threads` decode processes (or one lane on as many threads), each lane on its own CUDA stream
     and waiting for it as the lanes do; batches of 1024 tiles, file reads and copies to the GPU included."""
-    decoders: list[TileDecoder] = [NvjpegDecoder(device) for _ in range(tile_lanes.GPU_LANES)]
+    decoders: list[TileDecoder] = [NvjpegDecoder(device) for _ in range(gpu_threads)]
     if processes:
         shares = np.array_split(np.arange(cpu_threads), tile_lanes.CPU_LANES)
         decoders += [libjpeg_decoder(device, len(share), processes=True) for share in shares]
@@ -261,8 +262,7 @@ def combined_decode_ceiling(
     elapsed = time.perf_counter() - begin
     for decoder in decoders:
         decoder.close()
-    gpu_lanes = tile_lanes.GPU_LANES
-    return sum(counts[:gpu_lanes]) / elapsed, sum(counts[gpu_lanes:]) / elapsed
+    return sum(counts[:gpu_threads]) / elapsed, sum(counts[gpu_threads:]) / elapsed
 
 
 def reader_batches(
@@ -281,7 +281,7 @@ def reader_ceiling(slide: Path, coords: np.ndarray, device: torch.device, config
         return sum(len(images) for images, _ in reader_batches(slide, coords, device, config, batch_size, 224))
 
     work()
-    return rate(work, device, repeats=2)
+    return rate(work, device, repeats=passes(config))
 
 
 def end_to_end(
@@ -297,7 +297,13 @@ def end_to_end(
         return len(features)
 
     work()
-    return rate(work, device, repeats=2)
+    return rate(work, device, repeats=passes(config))
+
+
+def passes(config: Config) -> int:
+    """Timed passes of a reader configuration: five of the tiles reader (a pass takes about a second and
+    single passes spread by ±5 %), two of the OpenSlide reader (several seconds each)."""
+    return 2 if config[0] == "openslide" else 5
 
 
 @contextlib.contextmanager
@@ -319,14 +325,14 @@ def lanes_settings(
 def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
     """resnet50_trunc end to end with one setting other than the defaults: libjpeg lanes in threads of
     the encoder's process instead of decode processes; two more decode processes than the job's threads
-    allow; Python's default GIL switch interval; CUDA's busy-polling waits; batches of 128 and 512."""
+    allow; Python's default GIL switch interval; CUDA's busy-polling waits; batches of 256 and 512."""
     batch = MODEL_BATCH["resnet50_trunc"]
     variants = (
         ("libjpeg lanes in threads, not processes", {"processes": False}, cores, batch),
         ("2 decode processes more", {}, cores + 2, batch),
         ("GIL switch interval 5 ms", {"switch": 5e-3}, cores, batch),
         ("busy-polling CUDA waits", {"blocking": False}, cores, batch),
-        ("batches of 128", {}, cores, 128),
+        ("batches of 256", {}, cores, 256),
         ("batches of 512", {}, cores, 512),
     )
     for label, settings, threads, size in variants:
@@ -442,12 +448,13 @@ def main() -> None:
                 tiles = gpu_decode_ceiling(pyramid, tile_ids, device, threads)
                 add(f"(b) nvJPEG read + decode of raw tiles, {threads} thread(s)", "synthetic", tiles, "tiles/s")
             beside = cores - THREADS_KEPT
-            for processes in (False, True):
-                on_gpu, on_cpu = combined_decode_ceiling(pyramid, tile_ids, device, beside, processes)
+            for processes, gpu_threads in ((False, tile_lanes.GPU_LANES), (True, 1), (True, 2)):
+                on_gpu, on_cpu = combined_decode_ceiling(pyramid, tile_ids, device, beside, processes, gpu_threads)
                 decode_tiles = max(decode_tiles, on_gpu + on_cpu)
                 note = f"nvJPEG {on_gpu:,.0f} + libjpeg {on_cpu:,.0f} tiles/s"
-                how = "decode processes" if processes else "threads"
-                add(f"(b) nvJPEG and libjpeg on {beside} {how} at once", "synthetic", on_gpu + on_cpu, note)
+                how = f"{gpu_threads} nvJPEG thread(s) and libjpeg on {beside} "
+                how += "decode processes" if processes else "threads"
+                add(f"(b) {how} at once", "synthetic", on_gpu + on_cpu, note)
         decode_rate = decode_tiles / tiles_per_patch
         add("(b) decode ceiling: the fastest raw decode above / tiles per patch", "synthetic", decode_rate, "patches/s")
         configs = [("tiles", 0, cores)] + ([("tiles", 0, THREADS_KEPT)] if device.type == "cuda" else [])

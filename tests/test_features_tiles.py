@@ -23,7 +23,7 @@ from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
-from memamba.features.tile_lanes import CPU_LANES, GPU_LANES, plan_lanes
+from memamba.features.tile_lanes import CPU_LANES, GPU_LANES, GPU_LANES_ALONE, plan_lanes
 from memamba.features.tile_reader import TilePatchReader
 
 CPU = torch.device("cpu")
@@ -140,9 +140,10 @@ def test_cpu_lanes_share_one_pool_that_stops_with_the_last_lane(generated_svs: P
     decoders = [lane.decoder for lane in lanes]
     assert len(lanes) == CPU_LANES and {d.upsampling for d in decoders} == {"fancy"}
     assert all(d.pool is decoders[0].pool and d.threads == 3 for d in decoders)
-    lanes[0].close()
+    for lane in lanes[:-1]:
+        lane.close()
     decoders[0].pool.executor.submit(int).result()
-    lanes[1].close()
+    lanes[-1].close()
     with pytest.raises(RuntimeError, match="shutdown"):
         decoders[0].pool.executor.submit(int)
 
@@ -276,7 +277,7 @@ def test_cpu_lanes_join_the_gpu_lanes_only_where_they_decode_alike(generated_svs
     assert [lane.decoder.name for lane in hybrid] == ["nvjpeg"] * GPU_LANES + [cpu_decoder] * CPU_LANES
     assert {lane.decoder.upsampling for lane in hybrid[GPU_LANES:]} == {"replicate"}
     gpu_only = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=1)
-    assert [lane.decoder.name for lane in gpu_only] == ["nvjpeg"] * GPU_LANES
+    assert [lane.decoder.name for lane in gpu_only] == ["nvjpeg"] * GPU_LANES_ALONE
     assert torch.equal(lane_images(hybrid, generated_svs, coords), lane_images(gpu_only, generated_svs, coords))
     rgb_coded = plan_lanes(CMU, TISSUE_COORDS, 512, 256, 224, CUDA, threads=8)
     assert [lane.decoder.name for lane in rgb_coded] == [cpu_decoder] * CPU_LANES

@@ -23,17 +23,24 @@ from memamba.features.tile_reader import TilePatchReader
 
 logger = logging.getLogger(__name__)
 
-GPU_LANES = 2
-"""nvJPEG lanes: torchvision runs one decode at a time per process, so a second lane only overlaps file
-reads, assembly and resizing with the first one's decoding."""
-CPU_LANES = 2
-"""libjpeg lanes: on the CPU they share one pool of decode threads (one lane assembles while the other
-decodes); on CUDA each has its share of the decode processes."""
+GPU_LANES = 1
+"""nvJPEG lanes: torchvision runs one decode at a time per process, so a second lane would only overlap
+file reads, assembly and resizing with the first one's decoding, and it costs the encoder's process a
+thread contending for the GIL: with one lane, resnet50_trunc end to end was as fast or faster (H200,
+round robin: 1 lane and 3 CPU lanes 8.9k against 2 and 3: 8.8k; benchmarks/RESULTS.md)."""
+GPU_LANES_ALONE = 2
+"""nvJPEG lanes where no CPU lanes decode beside them: the second one overlaps file reads, assembly and
+resizing with the first one's decoding."""
+CPU_LANES = 3
+"""libjpeg lanes: on the CPU they share one pool of decode threads (one lane assembles while the others
+decode); on CUDA each has its share of the decode processes, which idle while their lane copies and
+assembles a batch on the GPU, so more lanes keep more processes busy (H200, round robin: 3 lanes 8.8k
+patches/s against 2: 8.5k; 4 lanes were slower)."""
 DECODE_PROCESSES = True
 """On CUDA, decode libjpeg lanes' tiles in processes (each with its own GIL), not in threads of the
 encoder's process, where supported (Linux)."""
-THREADS_KEPT = 3
-"""Threads of a CUDA job's budget not given to libjpeg: the encoder's loop and the two GPU lanes."""
+THREADS_KEPT = 2
+"""Threads of a CUDA job's budget not given to libjpeg: the encoder's loop and the GPU lane."""
 SAMPLE_PATCHES = 8
 """Patches, spread over the grid, whose tiles are decoded both ways to compare the decoders."""
 FANCY_TOLERANCE = 8
@@ -59,9 +66,10 @@ def plan_lanes(
     """Readers ("lanes") of one slide for `tile_batches`, using up to `threads` CPU threads in all.
 
     CPU: CPU_LANES libjpeg lanes sharing `threads` decode threads, with libjpeg's default upsampling
-    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes, plus CPU lanes on `threads` − THREADS_KEPT decode
+    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes and CPU lanes on `threads` − THREADS_KEPT decode
     processes with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG;
-    CPU lanes alone (default upsampling) where nvJPEG decodes the samples unlike libjpeg.
+    GPU_LANES_ALONE nvJPEG lanes where it does not (or no threads are left for libjpeg); CPU lanes alone
+    (default upsampling) where nvJPEG decodes the samples unlike libjpeg.
     """
     geometry = (coords, patch_size_level0, read_size, output_size, device)
     if device.type != "cuda":
@@ -72,18 +80,18 @@ def plan_lanes(
         logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on the CPU only", slide_path.name)
         probe.close()
         return _cpu_lanes(slide_path, geometry, max(1, threads - 1), "fancy")
+    cpu_threads = threads - THREADS_KEPT
+    beside = agreement == "exact" and cpu_threads > 0
     lanes = [probe] + [
         TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
-        for _ in range(GPU_LANES - 1)
+        for _ in range((GPU_LANES if beside else GPU_LANES_ALONE) - 1)
     ]
-    cpu_threads = threads - THREADS_KEPT
     if agreement == "close":
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
+    if not beside:
         return lanes
-    logger.info(
-        "%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, GPU_LANES, max(0, cpu_threads)
-    )
-    return lanes + (_cpu_lanes(slide_path, geometry, cpu_threads, "replicate") if cpu_threads > 0 else [])
+    logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)
+    return lanes + _cpu_lanes(slide_path, geometry, cpu_threads, "replicate")
 
 
 def _cpu_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
