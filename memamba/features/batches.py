@@ -2,9 +2,9 @@
 
 - OpenSlide: a DataLoader over `SlidePatchDataset` (workers each with their own handle, pinned memory),
   reading small pieces that are joined into encoder batches.
-- Tiles: `TilePatchReader` lanes (nvJPEG on the GPU, libjpeg on CPU threads) in background threads;
-  patches whose tiles cannot be decoded are re-read through OpenSlide (fresh handle, another level,
-  else blank and counted).
+- Tiles: `TilePatchReader` lanes (nvJPEG on the GPU, libjpeg in decode processes or CPU threads) in
+  background threads; patches whose tiles cannot be decoded are re-read through OpenSlide (fresh
+  handle, another level, else blank and counted).
 """
 
 from __future__ import annotations
