@@ -59,6 +59,8 @@ MODEL_BATCH = {"resnet50_trunc": 128, "vit_large_patch16_224": 256}
 """Encoder batches end to end. Larger resnet50_trunc batches are slower with the tiles reader: the GPU's
 JPEG decoding waits behind the encoder's longer bursts of kernels (H200, round robin in one run: 8.8k
 patches/s at 128 against 8.3k at 256; earlier 6.2-6.6k at 512; benchmarks/RESULTS.md)."""
+NVJPEG_CALLS = {False: "torchvision decode_jpeg", True: "batched call"}
+"""How a GPU decoder calls nvJPEG, by `batched`."""
 CEILING_BATCH = {"resnet50_trunc": 512, "vit_large_patch16_224": 256}
 """Batches of the model-only ceilings (the model alone is a little faster with larger batches)."""
 Config = tuple[str, int, int]
@@ -205,14 +207,22 @@ def libjpeg_decoder(device: torch.device, threads: int, processes: bool) -> Tile
     return LibjpegDecoder(device, threads, "replicate")
 
 
-def gpu_decode_ceiling(pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: torch.device, threads: int) -> float:
-    """tiles/s of nvJPEG in batches of 1024 tiles from `threads` threads at once, file reads included
-    (outputs stacked on the device, as the reader does)."""
-    decoder, batch = NvjpegDecoder(device), 1024
+def gpu_decoder(device: torch.device, batched: bool) -> TileDecoder:
+    """nvJPEG as the GPU lanes run it (batched: its batched decode called directly) or through
+    torchvision's decode_jpeg (one tensor per tile)."""
+    return tile_lanes.gpu_decoder(device) if batched else NvjpegDecoder(device)
+
+
+def gpu_decode_ceiling(
+    pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: torch.device, threads: int, batched: bool
+) -> float:
+    """tiles/s of nvJPEG in batches of 1024 tiles from `threads` threads at once (one decoder each),
+    file reads included (one tensor per batch on the device, as the reader uses it)."""
+    decoders, batch = [gpu_decoder(device, batched) for _ in range(threads)], 1024
 
     def decode(offset: int) -> int:
         for start in range(offset * batch, len(tile_ids), batch * threads):
-            decoder.decode(pyramid, 0, tile_ids[start : start + batch])
+            decoders[offset].decode(pyramid, 0, tile_ids[start : start + batch])
         return 0
 
     with ThreadPoolExecutor(threads) as pool:
@@ -222,7 +232,10 @@ def gpu_decode_ceiling(pyramid: JpegTiffPyramid, tile_ids: np.ndarray, device: t
             return len(tile_ids)
 
         work()
-        return rate(work, device)
+        tiles_per_s = rate(work, device)
+    for decoder in decoders:
+        decoder.close()
+    return tiles_per_s
 
 
 def combined_decode_ceiling(
@@ -232,13 +245,15 @@ def combined_decode_ceiling(
     cpu_threads: int,
     processes: bool,
     gpu_threads: int,
+    batched: bool,
     seconds: float = 4.0,
 ) -> tuple[float, float]:
     """(nvJPEG tiles/s, libjpeg tiles/s) with both decoding at once for `seconds`, as the tiles reader
-    runs them: nvJPEG from `gpu_threads` threads, libjpeg (replicating upsampling) in CPU_LANES lanes on
-    `cpu_threads` decode processes (or one lane on as many threads), each lane on its own CUDA stream
-    and waiting for it as the lanes do; batches of 1024 tiles, file reads and copies to the GPU included."""
-    decoders: list[TileDecoder] = [NvjpegDecoder(device) for _ in range(gpu_threads)]
+    runs them: nvJPEG (batched or through torchvision, see gpu_decoder) from `gpu_threads` threads,
+    libjpeg (replicating upsampling) in CPU_LANES lanes on `cpu_threads` decode processes (or one lane on
+    as many threads), each lane on its own CUDA stream and waiting for it as the lanes do; batches of
+    1024 tiles, file reads and copies to the GPU included."""
+    decoders: list[TileDecoder] = [gpu_decoder(device, batched) for _ in range(gpu_threads)]
     if processes:
         shares = np.array_split(np.arange(cpu_threads), tile_lanes.CPU_LANES)
         decoders += [libjpeg_decoder(device, len(share), processes=True) for share in shares]
@@ -308,26 +323,33 @@ def passes(config: Config) -> int:
 
 @contextlib.contextmanager
 def lanes_settings(
-    processes: bool | None = None, switch: float | None = None, blocking: bool | None = None
+    processes: bool | None = None,
+    switch: float | None = None,
+    blocking: bool | None = None,
+    batched: bool | None = None,
 ) -> Iterator[None]:
     """memamba's tiles-reader settings changed for a measurement (libjpeg lanes in decode processes or
-    threads, GIL switch interval in s, sleeping or busy-polling CUDA waits), restored afterwards."""
-    saved = tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING
+    threads, GIL switch interval in s, sleeping or busy-polling CUDA waits, nvJPEG's batched call or
+    torchvision's), restored afterwards."""
+    saved = tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG
     tile_lanes.DECODE_PROCESSES = saved[0] if processes is None else processes
     extract.GIL_SWITCH_INTERVAL = saved[1] if switch is None else switch
     cuda_waits.BLOCKING = saved[2] if blocking is None else blocking
+    tile_lanes.BATCHED_NVJPEG = saved[3] if batched is None else batched
     try:
         yield
     finally:
-        tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING = saved
+        tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG = saved
 
 
 def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
-    """resnet50_trunc end to end with one setting other than the defaults: libjpeg lanes in threads of
-    the encoder's process instead of decode processes; two more decode processes than the job's threads
-    allow; Python's default GIL switch interval; CUDA's busy-polling waits; batches of 256 and 512."""
+    """resnet50_trunc end to end with one setting other than the defaults: nvJPEG through torchvision
+    instead of its batched call; libjpeg lanes in threads of the encoder's process instead of decode
+    processes; two more decode processes than the job's threads allow; Python's default GIL switch
+    interval; CUDA's busy-polling waits; batches of 256 and 512."""
     batch = MODEL_BATCH["resnet50_trunc"]
     variants = (
+        ("nvJPEG through torchvision's decode_jpeg", {"batched": False}, cores, batch),
         ("libjpeg lanes in threads, not processes", {"processes": False}, cores, batch),
         ("2 decode processes more", {}, cores + 2, batch),
         ("GIL switch interval 5 ms", {"switch": 5e-3}, cores, batch),
@@ -444,15 +466,21 @@ def main() -> None:
             add(f"(b) libjpeg read + decode of raw tiles, {how}", "synthetic", cpu_decodes[-1], "tiles/s")
         decode_tiles = max(cpu_decodes)
         if device.type == "cuda":
-            for threads in (1, 2):
-                tiles = gpu_decode_ceiling(pyramid, tile_ids, device, threads)
-                add(f"(b) nvJPEG read + decode of raw tiles, {threads} thread(s)", "synthetic", tiles, "tiles/s")
+            for batched in (False, True):
+                for threads in (1, 2):
+                    tiles = gpu_decode_ceiling(pyramid, tile_ids, device, threads, batched)
+                    how = f"{NVJPEG_CALLS[batched]}, {threads} thread(s)"
+                    add(f"(b) nvJPEG read + decode of raw tiles, {how}", "synthetic", tiles, "tiles/s")
             beside = cores - THREADS_KEPT
-            for processes, gpu_threads in ((False, tile_lanes.GPU_LANES), (True, 1), (True, 2)):
-                on_gpu, on_cpu = combined_decode_ceiling(pyramid, tile_ids, device, beside, processes, gpu_threads)
+            combinations = [(False, tile_lanes.GPU_LANES, True)]
+            combinations += [(True, gpu_threads, batched) for batched in (False, True) for gpu_threads in (1, 2)]
+            for processes, gpu_threads, batched in combinations:
+                on_gpu, on_cpu = combined_decode_ceiling(
+                    pyramid, tile_ids, device, beside, processes, gpu_threads, batched
+                )
                 decode_tiles = max(decode_tiles, on_gpu + on_cpu)
                 note = f"nvJPEG {on_gpu:,.0f} + libjpeg {on_cpu:,.0f} tiles/s"
-                how = f"{gpu_threads} nvJPEG thread(s) and libjpeg on {beside} "
+                how = f"{gpu_threads} nvJPEG thread(s) ({NVJPEG_CALLS[batched]}) and libjpeg on {beside} "
                 how += "decode processes" if processes else "threads"
                 add(f"(b) {how} at once", "synthetic", on_gpu + on_cpu, note)
         decode_rate = decode_tiles / tiles_per_patch

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from memamba.features.decode_processes import ProcessLibjpegDecoder, processes_supported, start_decode_processes
-from memamba.features.jpeg_decoders import UPSAMPLING, LibjpegDecoder, NvjpegDecoder, SharedPool
+from memamba.features.jpeg_decoders import UPSAMPLING, LibjpegDecoder, NvjpegDecoder, SharedPool, TileDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
+from memamba.features.nvjpeg_batched import BatchedNvjpegDecoder, NvjpegUnavailable
 from memamba.features.tile_reader import TilePatchReader
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ patches/s against 2: 8.5k; 4 lanes were slower)."""
 DECODE_PROCESSES = True
 """On CUDA, decode libjpeg lanes' tiles in processes (each with its own GIL), not in threads of the
 encoder's process, where supported (Linux)."""
+BATCHED_NVJPEG = True
+"""GPU lanes call nvJPEG's batched decode directly (memamba.features.nvjpeg_batched), one call and one
+tensor per batch, where this process's libnvjpeg has the hardware backend; torchvision's decode_jpeg
+otherwise."""
 THREADS_KEPT = 2
 """Threads of a CUDA job's budget not given to libjpeg: the encoder's loop and the GPU lane."""
 SAMPLE_PATCHES = 8
@@ -74,7 +79,7 @@ def plan_lanes(
     geometry = (coords, patch_size_level0, read_size, output_size, device)
     if device.type != "cuda":
         return _threaded_lanes(slide_path, geometry, max(1, threads), "fancy")
-    probe = TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
+    probe = TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=gpu_decoder(device))
     agreement = _agreement(probe, coords, patch_size_level0)
     if agreement == "different":
         logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on the CPU only", slide_path.name)
@@ -83,7 +88,7 @@ def plan_lanes(
     cpu_threads = threads - THREADS_KEPT
     beside = agreement == "exact" and cpu_threads > 0
     lanes = [probe] + [
-        TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=NvjpegDecoder(device))
+        TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=gpu_decoder(device))
         for _ in range((GPU_LANES if beside else GPU_LANES_ALONE) - 1)
     ]
     if agreement == "close":
@@ -92,6 +97,17 @@ def plan_lanes(
         return lanes
     logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)
     return lanes + _cpu_lanes(slide_path, geometry, cpu_threads, "replicate")
+
+
+def gpu_decoder(device: torch.device) -> TileDecoder:
+    """A GPU lane's decoder: nvJPEG's batched decode called directly (BATCHED_NVJPEG, where available),
+    with torchvision's decoder for the tiles it does not take; torchvision's alone otherwise."""
+    if BATCHED_NVJPEG:
+        try:
+            return BatchedNvjpegDecoder(device, fallback=NvjpegDecoder(device))
+        except NvjpegUnavailable as error:
+            logger.info("nvJPEG's batched decode unavailable (%s): decoding through torchvision", error)
+    return NvjpegDecoder(device)
 
 
 def _cpu_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
