@@ -103,11 +103,12 @@ class JpegTiffPyramid:
                 return index - 1
         return len(downsamples) - 1
 
-    def read_streams(self, level: int, tile_indices: np.ndarray) -> TileStreams:
+    def read_streams(self, level: int, tile_indices: np.ndarray, pinned: bool = False) -> TileStreams:
         """Complete JPEG streams of the tiles `tile_indices` (row-major) of `level`, back to back in one
         buffer. Tiles stored next to each other are read in one system call. A tile that does not start
         like a JPEG stream is kept as stored, for the decoder to reject. The buffer is this thread's
-        scratch memory (fresh memory costs page faults): valid until its next call on this pyramid."""
+        scratch memory (fresh memory costs page faults), page-locked if `pinned` (the GPU then copies it
+        without the CPU): valid until its next call on this pyramid with the same `pinned`."""
         layout = self.levels[level]
         offsets, counts = layout.offsets[tile_indices], layout.bytecounts[tile_indices]
         raw, positions = self._read_spans(offsets, counts)
@@ -119,7 +120,7 @@ class JpegTiffPyramid:
         spliced = (counts >= 2) & soi
         lengths = np.where(spliced, counts - 2 + len(header), counts)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        buffer = self._scratch_buffer("streams", int(lengths.sum()))
+        buffer = self._scratch_buffer("pinned streams" if pinned else "streams", int(lengths.sum()), pinned)
         into, source = memoryview(buffer), memoryview(raw)
         for start, position, count, splice in zip(
             starts.tolist(), positions.tolist(), counts.tolist(), spliced.tolist(), strict=True
@@ -157,11 +158,16 @@ class JpegTiffPyramid:
         positions[order] = span_places[span_ids] + offsets[order] - span_starts[span_ids]
         return raw, positions
 
-    def _scratch_buffer(self, name: str, size: int) -> np.ndarray:
-        """`size` bytes of this thread's reusable buffer `name` (grown as needed)."""
+    def _scratch_buffer(self, name: str, size: int, pinned: bool = False) -> np.ndarray:
+        """`size` bytes of this thread's reusable buffer `name` (grown as needed; page-locked if `pinned`)."""
         buffer = getattr(self._scratch, name, None)
         if buffer is None or len(buffer) < size:
-            buffer = np.empty(size + size // 4, dtype=np.uint8)
+            if pinned:
+                import torch
+
+                buffer = torch.empty(size + size // 4, dtype=torch.uint8, pin_memory=True).numpy()
+            else:
+                buffer = np.empty(size + size // 4, dtype=np.uint8)
             setattr(self._scratch, name, buffer)
         return buffer[:size]
 

@@ -36,6 +36,9 @@ _MAX_COMPONENTS = 4
 _SEQUENTIAL_FRAMES = (0xC0, 0xC1)
 """Start-of-frame markers of baseline and extended sequential Huffman JPEG: the engines' formats."""
 _MAX_SEGMENTS = 64
+PINNED_INPUT = True
+"""Read tile streams into page-locked memory: nvJPEG copies each tile's stream to the GPU, and from
+pageable memory every copy is staged by the calling CPU thread."""
 
 
 class NvjpegUnavailable(RuntimeError):
@@ -149,7 +152,7 @@ class BatchedNvjpegDecoder:
         bad = np.zeros(len(tile_ids), dtype=bool)
         if len(tile_ids) == 0:
             return tiles, bad
-        streams = pyramid.read_streams(level, tile_ids)
+        streams = pyramid.read_streams(level, tile_ids, pinned=PINNED_INPUT)
         heights, widths = frame_sizes(streams)
         fits = (heights == height) & (widths == width)
         batch = np.flatnonzero(fits)
