@@ -1,6 +1,8 @@
-"""JPEG decoders for raw slide tiles: nvJPEG on the GPU (torchvision; the GPU's hardware JPEG engines on
-A100/H100-class cards) and libjpeg-turbo on CPU threads (simplejpeg). Each decodes tiles of one pyramid
-level into uint8 [T, 3, h, w] RGB on its output device and flags the tiles it cannot decode.
+"""JPEG decoders for raw slide tiles: nvJPEG on the GPU through torchvision (the GPU's hardware JPEG engines
+on A100/H100-class cards; GPU lanes call nvJPEG's batched decode directly, memamba.features.nvjpeg_batched,
+and keep this one for the tiles that call does not take) and libjpeg-turbo on CPU threads (simplejpeg).
+Each decodes tiles of one pyramid level into uint8 [T, 3, h, w] RGB on its output device and flags the
+tiles it cannot decode.
 
 libjpeg's "replicate" chroma upsampling (libjpeg's non-fancy, merged upsampling) gives, on the H200's
 hardware engines, the same pixels as nvJPEG bit for bit (benchmarks/RESULTS.md), so CPU threads can

@@ -25,10 +25,9 @@ from memamba.features.tile_reader import TilePatchReader
 logger = logging.getLogger(__name__)
 
 GPU_LANES = 1
-"""nvJPEG lanes: torchvision runs one decode at a time per process, so a second lane would only overlap
-file reads, assembly and resizing with the first one's decoding, and it costs the encoder's process a
-thread contending for the GIL: with one lane, resnet50_trunc end to end was as fast or faster (H200,
-round robin: 1 lane and 3 CPU lanes 8.9k against 2 and 3: 8.8k; benchmarks/RESULTS.md)."""
+"""nvJPEG lanes beside CPU lanes: a second one makes the reader alone faster but costs the encoder's
+process a thread contending for the GIL; end to end it gained nothing (H200, round robin, resnet50_trunc:
+1 lane and 3 CPU lanes 8.0k against 2 and 3: 7.8–8.0k; benchmarks/RESULTS.md, sixth pass)."""
 GPU_LANES_ALONE = 2
 """nvJPEG lanes where no CPU lanes decode beside them: the second one overlaps file reads, assembly and
 resizing with the first one's decoding."""
