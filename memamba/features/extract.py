@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from memamba.errors import InputError
-from memamba.features.batch_norm_folding import fold_batch_norms
 from memamba.features.batches import Batch, openslide_batches, tile_batches
 from memamba.features.cuda_waits import gpu_event
 from memamba.features.dataset import SlidePatchDataset
@@ -39,8 +38,6 @@ GIL_SWITCH_INTERVAL = 5e-4
 """Seconds a thread may hold the GIL while others wait for it, during encoding on CUDA (Python's default:
 5 ms). The encoder's loop and the reader threads each take the GIL back after every kernel launch or
 tile; a shorter interval made resnet50_trunc end to end 8-10 % faster on H200s (benchmarks/RESULTS.md)."""
-FOLD_BATCH_NORMS = True
-"""Fold eval-mode BatchNorms into the convolutions before them (memamba.features.batch_norm_folding)."""
 MAX_BATCHES_IN_FLIGHT = 2
 """Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
 that never waits holds the GIL while the launch queue is full and starves the reader threads."""
@@ -216,8 +213,7 @@ def encode_patches(
 ) -> tuple[np.ndarray, int]:
     """(features float32 [N, D], number of blank patches) of the uint8 `batches` ([B, 3, S, S], blank [B]).
 
-    Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs (their BatchNorms
-    folded into the convolutions, FOLD_BATCH_NORMS), and with
+    Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
     `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph).
     On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU.
     """
@@ -225,7 +221,7 @@ def encode_patches(
     mean_255 = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
     std_255 = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
     memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
-    model = (fold_batch_norms(model) if FOLD_BATCH_NORMS else model).to(device, memory_format=memory_format)
+    model = model.to(device, memory_format=memory_format)
     forward = torch.compile(model) if compile_model else model
     features = torch.empty((n_patches, spec.output_dim), dtype=torch.float32, device=device)
     row, blank, full_size = 0, 0, None
