@@ -25,6 +25,12 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 """(uint8 images [B, 3, S, S], bool blank flags [B])."""
 
 
+BATCHES_AHEAD_PER_LANE = 4
+"""Batches per lane that may be claimed and not yet consumed. Batches are handed over in order, so a
+batch finished early waits for a slower lane's earlier one (a libjpeg lane's batch takes 2.5 times an
+nvJPEG lane's), and this bounds how far ahead the others may read. H200, round robin: 4 against 2, reader
+alone 10.5k against 9.6k patches/s, end to end 8.4k against 8.3k (benchmarks/RESULTS.md, sixth pass).
+GPU memory: one batch of 128 patches of 224 px is 19 MB."""
 PIECES_PER_WORKER = 4
 """DataLoader workers read a slide in pieces, at least this many per worker, which the main process joins
 into encoder batches. With a whole encoder batch per worker, a slide with fewer batches than workers (or
@@ -87,7 +93,8 @@ def tile_batches(
 ) -> Iterator[Batch]:
     """Batches of the slide in order, read by `readers` ("lanes", each with its own file handle and
     decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
-    unread batch when it is free, so faster lanes read more; at most two batches per lane wait ahead.
+    unread batch when it is free, so faster lanes read more; at most BATCHES_AHEAD_PER_LANE batches per
+    lane are claimed and not yet consumed.
     Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done."""
     readers = readers if isinstance(readers, list) else [readers]
     return _LaneScheduler(readers, fallback, batch_size).batches()
@@ -102,7 +109,7 @@ class _LaneScheduler:
         self.n_batches = -(-self.n_patches // batch_size)
         self.claims = itertools.count()
         self.claiming = threading.Lock()
-        self.ahead = threading.Semaphore(2 * len(readers))
+        self.ahead = threading.Semaphore(BATCHES_AHEAD_PER_LANE * len(readers))
         self.ready = threading.Condition()
         self.done: dict[int, Batch] = {}
         self.errors: list[BaseException] = []
