@@ -71,6 +71,8 @@ def test_frame_sizes_are_zero_for_progressive_broken_and_truncated_streams() -> 
     progressive = jpeg(32, 48, progressive=True)
     heights, widths = frame_sizes(streams_of(progressive, b"\x00" * 64, good[: frame + 6], b"", good))
     assert heights.tolist() == [0, 0, 0, 0, 32] and widths.tolist() == [0, 0, 0, 0, 48]
+    heights, widths = frame_sizes(streams_of(b"", b""))
+    assert heights.tolist() == widths.tolist() == [0, 0]
 
 
 def set_tile_height(path: Path, tile: int, height: int) -> None:

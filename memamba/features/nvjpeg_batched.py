@@ -105,6 +105,8 @@ def frame_sizes(streams: TileStreams) -> tuple[np.ndarray, np.ndarray]:
     (another kind of frame, a broken or truncated stream)."""
     buffer, starts, ends = streams.buffer, streams.starts, streams.starts + streams.lengths
     heights, widths = np.zeros(len(starts), dtype=np.int64), np.zeros(len(starts), dtype=np.int64)
+    if len(buffer) < 4:  # no stream can hold a frame header (and an empty buffer has no byte to look at)
+        return heights, widths
     at = starts + 2
     walking = (streams.lengths >= 4) & (buffer[np.minimum(starts, len(buffer) - 1)] == 0xFF)
     walking &= buffer[np.minimum(starts + 1, len(buffer) - 1)] == 0xD8
