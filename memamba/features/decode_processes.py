@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memamba.features.cuda_waits import gpu_event
+from memamba.features.cuda_waits import HostMemoryInUse
 from memamba.features.decode_worker import DecodeFailure, DecodeRequest
 from memamba.features.jpeg_decoders import checked_upsampling
 from memamba.features.jpeg_tiles import JpegTiffPyramid
@@ -197,13 +197,13 @@ class ProcessLibjpegDecoder:
         self.device = torch.device(device)
         self.upsampling = checked_upsampling(upsampling)
         self.workers = _IDLE.lend(max(1, processes))
-        self._copied: torch.cuda.Event | None = None
+        self._copying = HostMemoryInUse()
 
     def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         layout = pyramid.levels[level]
         tile_shape = (layout.tile_height, layout.tile_width, 3)
         tile_bytes = int(np.prod(tile_shape))
-        self._wait_for_copies()
+        self._copying.wait()  # the processes' memory is written again below
         slices = [part for part in np.array_split(np.arange(len(tile_ids)), len(self.workers)) if len(part)]
         on_cuda = self.device.type == "cuda"
         for worker, part in zip(self.workers, slices, strict=False):
@@ -228,19 +228,12 @@ class ProcessLibjpegDecoder:
             decoded = worker.memory.tensor[: len(part) * tile_bytes].view(len(part), *tile_shape)
             tiles[int(part[0]) : int(part[-1]) + 1].copy_(decoded, non_blocking=on_cuda)
         if on_cuda:
-            self._copied = gpu_event()
-            self._copied.record()
+            self._copying.mark()
         bad = np.concatenate(answers) if answers else np.zeros(0, dtype=bool)
         return tiles.permute(0, 3, 1, 2), bad
 
-    def _wait_for_copies(self) -> None:
-        """Wait until the copies out of the processes' memory are done (before it is written again)."""
-        if self._copied is not None:
-            self._copied.synchronize()
-            self._copied = None
-
     def close(self) -> None:
         """Give the decode processes back."""
-        self._wait_for_copies()
+        self._copying.wait()
         _IDLE.take_back(self.workers)
         self.workers = []

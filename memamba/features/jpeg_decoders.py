@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from memamba.features.cuda_waits import gpu_event
+from memamba.features.cuda_waits import HostMemoryInUse
 from memamba.features.decode_worker import decode_into
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 
@@ -119,7 +119,7 @@ class LibjpegDecoder:
         self.pool = (pool or SharedPool(threads)).join()
         self.threads = self.pool.threads
         self._pinned: torch.Tensor | None = None
-        self._copied: torch.cuda.Event | None = None
+        self._copying = HostMemoryInUse()
 
     def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         layout = pyramid.levels[level]
@@ -139,8 +139,7 @@ class LibjpegDecoder:
         if self.device.type != "cuda":
             return host.permute(0, 3, 1, 2), bad
         tiles = host.to(self.device, non_blocking=True)
-        self._copied = gpu_event()
-        self._copied.record()
+        self._copying.mark()
         return tiles.permute(0, 3, 1, 2), bad
 
     def _host_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
@@ -148,8 +147,7 @@ class LibjpegDecoder:
         reused once the previous copy to the GPU is done."""
         if self.device.type != "cuda":
             return torch.empty(shape, dtype=torch.uint8)
-        if self._copied is not None:
-            self._copied.synchronize()
+        self._copying.wait()
         needed = int(np.prod(shape))
         if self._pinned is None or self._pinned.numel() < needed:
             self._pinned = torch.empty(needed, dtype=torch.uint8, pin_memory=True)

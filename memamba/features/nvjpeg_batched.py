@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memamba.features.cuda_waits import gpu_event
+from memamba.features.cuda_waits import HostMemoryInUse
 from memamba.features.jpeg_tiles import JpegTiffPyramid, TileStreams
 
 logger = logging.getLogger(__name__)
@@ -144,12 +144,12 @@ class BatchedNvjpegDecoder:
         self.fallback = fallback
         self._handle = _handle(self.device)
         self._state: _State | None = None
-        self._pending: tuple[torch.cuda.Event, tuple] | None = None
+        self._reading = HostMemoryInUse()
 
     def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         layout = pyramid.levels[level]
         height, width = layout.tile_height, layout.tile_width
-        self._wait_for_last_batch()
+        self._reading.wait()  # this thread's scratch memory, which the next read reuses
         tiles = torch.empty((len(tile_ids), 3, height, width), dtype=torch.uint8, device=self.device)
         bad = np.zeros(len(tile_ids), dtype=bool)
         if len(tile_ids) == 0:
@@ -162,7 +162,7 @@ class BatchedNvjpegDecoder:
             batch = batch[:0]
         others = np.setdiff1d(np.arange(len(tile_ids)), batch)
         if len(others):
-            self._wait_for_last_batch()  # the fallback reads into the same scratch memory
+            self._reading.wait()  # the fallback reads into the same scratch memory
             decoded, bad[others] = self.fallback.decode(pyramid, level, tile_ids[others])
             tiles[torch.from_numpy(others).to(self.device)] = decoded.to(self.device)
         return tiles, bad
@@ -193,23 +193,14 @@ class BatchedNvjpegDecoder:
                 ctypes.c_void_p(images.ctypes.data),
                 ctypes.c_void_p(stream.cuda_stream),
             )
-        done = gpu_event()
-        done.record(stream)
-        self._pending = (done, (streams, pointers, lengths, images))
+        self._reading.mark(stream, keep=(streams, pointers, lengths, images))
         if status != _SUCCESS:
             logger.debug("nvJPEG refused a batch of %d tiles (status %d): decoding them one by one", count, status)
         return status == _SUCCESS
 
-    def _wait_for_last_batch(self) -> None:
-        """Let the last batch's input (this thread's scratch memory, reused by the next read) go once the
-        GPU is past it."""
-        if self._pending is not None:
-            self._pending[0].synchronize()
-            self._pending = None
-
     def close(self) -> None:
         """Give this decoder's nvJPEG state back to the process's idle states."""
-        self._wait_for_last_batch()
+        self._reading.wait()
         if self._state is not None:
             _states.give_back(self._state)
             self._state = None
