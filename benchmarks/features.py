@@ -2,7 +2,8 @@
 
 Measures, on one GPU machine and in one process (patches/s unless stated):
 (a) model-only ceilings: random uint8 batches already on the GPU, normalised and encoded (bf16 autocast,
-    channels_last for CNNs; optionally torch.compile);
+    channels_last for CNNs); on CUDA also resnet50_trunc through torch.compile at its end-to-end batch
+    (one graph), and with --compile the other encoders too;
 (b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile read + JPEG
     decode by libjpeg on the CPU (tiles/s, one thread, all cores as threads, all cores as decode
     processes), by nvJPEG on the GPU (tiles/s, 1-2 threads), and by both at once (nvJPEG from 1-2
@@ -13,7 +14,8 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
 (c) end to end (`encode_patches` over memamba's `patch_batches` for each reader configuration, worker
     start-up included; decode processes stay up between passes, as within a job) for resnet50_trunc and
     vit_large_patch16_224 on a synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real
-    CMU-1-Small-Region slide; and the
+    CMU-1-Small-Region slide; on CUDA also resnet50_trunc through torch.compile (with --compile, every
+    encoder), whose tiles reader then runs GPU_LANES_COMPILED nvJPEG lanes; and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
 
@@ -150,10 +152,13 @@ def encoder(name: str) -> torch.nn.Module:
     return build_encoder(get_encoder_spec(name), None, allow_random_weights=True)[0]
 
 
-def model_ceiling(name: str, device: torch.device, compiled: bool, n_batches: int = 20) -> float:
-    """img/s of the encoder alone on random uint8 batches already on the GPU (normalisation included)."""
+def model_ceiling(
+    name: str, device: torch.device, compiled: bool, n_batches: int = 20, batch_size: int | None = None
+) -> float:
+    """img/s of the encoder alone on random uint8 batches already on the GPU (normalisation included),
+    in batches of `batch_size` (default CEILING_BATCH)."""
     spec, model = get_encoder_spec(name), encoder(name)
-    batch_size = CEILING_BATCH[name] if device.type == "cuda" else 8
+    batch_size = batch_size or (CEILING_BATCH[name] if device.type == "cuda" else 8)
     n_batches = n_batches if device.type == "cuda" else 2
     images = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, device=device)
 
@@ -281,12 +286,19 @@ def combined_decode_ceiling(
 
 
 def reader_batches(
-    slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int, size: int
+    slide: Path,
+    coords: np.ndarray,
+    device: torch.device,
+    config: Config,
+    batch_size: int,
+    size: int,
+    compiled: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """memamba's own batches for a reader configuration (reader, worker processes, CPU threads)."""
+    """memamba's own batches for a reader configuration (reader, worker processes, CPU threads), planned
+    for a `compiled` encoder or an eager one."""
     reader, workers, threads = config
     dataset = SlidePatchDataset(slide, coords, PATCH_LEVEL0, READ_SIZE, size)
-    return patch_batches(reader, dataset, device, batch_size, workers, threads)[1]
+    return patch_batches(reader, dataset, device, batch_size, workers, threads, compiled_encoder=compiled)[1]
 
 
 def reader_ceiling(slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int) -> float:
@@ -300,15 +312,22 @@ def reader_ceiling(slide: Path, coords: np.ndarray, device: torch.device, config
 
 
 def end_to_end(
-    name: str, slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int
+    name: str,
+    slide: Path,
+    coords: np.ndarray,
+    device: torch.device,
+    config: Config,
+    batch_size: int,
+    compiled: bool = False,
 ) -> float:
-    """patches/s of reading + encoding every patch (features on the host) with memamba's fast settings;
-    worker start-up included (after one warm-up pass, so the page cache is warm)."""
+    """patches/s of reading + encoding every patch (features on the host) with memamba's fast settings,
+    the encoder eager or `compiled` (torch.compile); worker start-up included (after one warm-up pass, so
+    the page cache is warm and the graph compiled)."""
     spec, model = get_encoder_spec(name), encoder(name)
 
     def work() -> int:
-        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size)
-        features, _ = encode_patches(model, spec, batches, len(coords), device)
+        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size, compiled)
+        features, _ = encode_patches(model, spec, batches, len(coords), device, compile_model=compiled)
         return len(features)
 
     work()
@@ -451,12 +470,14 @@ def main() -> None:
         tiles_per_patch = (PATCH_LEVEL0 // TILE) ** 2
         cores = os.cpu_count() or 1
 
-        ceilings = {}
+        ceilings, compiled_ceilings = {}, {}
         for name in args.encoders:
             ceilings[name] = model_ceiling(name, device, compiled=False)
             add(f"(a) model only {name}, bf16", "-", ceilings[name], "img/s")
-            if args.compile:
-                add(f"(a) model only {name}, bf16, torch.compile", "-", model_ceiling(name, device, True), "img/s")
+            if device.type == "cuda" and (args.compile or name == "resnet50_trunc"):
+                batch = MODEL_BATCH[name]
+                compiled_ceilings[name] = model_ceiling(name, device, True, batch_size=batch)
+                add(f"(a) model only {name}, bf16, torch.compile, batch {batch}", "-", compiled_ceilings[name], "img/s")
         openslide_rate = openslide_ceiling(synthetic, coords, args.workers)
         add(f"(b) OpenSlide reader, {args.workers} processes", "synthetic", openslide_rate, "patches/s")
         cpu_decodes = []
@@ -507,6 +528,12 @@ def main() -> None:
                 fast[config] = end_to_end(name, synthetic, coords, device, config, batch)
                 note = f"{fast[config] / bound:.0%} of min(model, decode); {fast[config] / ceilings[name]:.0%} of model"
                 add(f"(c) {name} end to end, {describe(config, device)}", "synthetic", fast[config], note)
+            if name in compiled_ceilings:
+                compiled = end_to_end(name, synthetic, coords, device, configs[0], batch, compiled=True)
+                bound = min(compiled_ceilings[name], decode_rate)
+                note = f"{compiled / bound:.0%} of min(compiled model, decode)"
+                how = f"torch.compile, {describe(configs[0], device)}, {tile_lanes.GPU_LANES_COMPILED} nvJPEG lanes"
+                add(f"(c) {name} end to end, {how}", "synthetic", compiled, note)
             best = max(fast, key=fast.get)
             slow_config = ("openslide", args.workers, 1)
             slow = end_to_end(name, synthetic, coords, device, slow_config, batch)

@@ -23,7 +23,7 @@ from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
-from memamba.features.tile_lanes import CPU_LANES, GPU_LANES, GPU_LANES_ALONE, plan_lanes
+from memamba.features.tile_lanes import CPU_LANES, GPU_LANES, GPU_LANES_ALONE, GPU_LANES_COMPILED, plan_lanes
 from memamba.features.tile_reader import TilePatchReader
 
 CPU = torch.device("cpu")
@@ -283,6 +283,31 @@ def test_cpu_lanes_join_the_gpu_lanes_only_where_they_decode_alike(generated_svs
     assert [lane.decoder.name for lane in rgb_coded] == [cpu_decoder] * CPU_LANES
     for lane in rgb_coded:
         lane.close()
+
+
+@needs_cuda
+def test_a_compiled_encoder_reads_through_more_nvjpeg_lanes_with_the_same_pixels(generated_svs: Path) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 8)
+    eager = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
+    compiled = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8, compiled_encoder=True)
+    cpu_decoder = "libjpeg-processes" if processes_supported() else "libjpeg"
+    assert GPU_LANES_COMPILED > GPU_LANES
+    assert [lane.decoder.name for lane in compiled] == ["nvjpeg"] * GPU_LANES_COMPILED + [cpu_decoder] * CPU_LANES
+    assert torch.equal(lane_images(compiled, generated_svs, coords), lane_images(eager, generated_svs, coords))
+
+
+@needs_cuda
+def test_compiled_extraction_plans_its_lanes_for_the_compiled_encoder_and_matches_eager_features(
+    generated_svs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coords = write_coords(tmp_path / "coords.h5", GENERATED_COORDS, patch_size_level0=512, target_patch_size=256)
+    run = {"allow_random_weights": True, "device": "cuda", "reader": "tiles", "batch_size": 4}
+    extract_features(generated_svs, coords, tmp_path / "eager.h5", **run)
+    with caplog.at_level("INFO", logger="memamba.features.tile_lanes"):
+        extract_features(generated_svs, coords, tmp_path / "compiled.h5", compile_model=True, **run)
+    assert f"{GPU_LANES_COMPILED} nvJPEG lanes" in caplog.text
+    eager, compiled = read_features(tmp_path / "eager.h5")[0], read_features(tmp_path / "compiled.h5")[0]
+    assert np.corrcoef(eager.ravel(), compiled.ravel())[0, 1] > 0.999
 
 
 @needs_cuda

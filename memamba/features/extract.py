@@ -147,7 +147,9 @@ def extract_features(
         dataset = SlidePatchDataset(
             Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
         )
-        used_reader, batches = patch_batches(reader, dataset, torch_device, batch_size, num_workers, threads)
+        used_reader, batches = patch_batches(
+            reader, dataset, torch_device, batch_size, num_workers, threads, compiled_encoder=compile_model
+        )
         features, blank = encode_patches(
             model, spec, batches, len(dataset), torch_device, compile_model=compile_model, label=name
         )
@@ -180,8 +182,10 @@ def patch_batches(
     batch_size: int,
     num_workers: int,
     threads: int | None = None,
+    compiled_encoder: bool = False,
 ) -> tuple[str, Iterator[Batch]]:
-    """(reader used, batches of `dataset`'s patches) for the `reader` choice (see `extract_features`)."""
+    """(reader used, batches of `dataset`'s patches) for the `reader` choice (see `extract_features`);
+    a `compiled_encoder` (torch.compile) leaves the GPU room for more nvJPEG lanes (see `plan_lanes`)."""
     from memamba.features.jpeg_decoders import cpu_threads_available
     from memamba.features.jpeg_tiles import UnsupportedSlide
     from memamba.features.tile_lanes import plan_lanes
@@ -190,7 +194,7 @@ def patch_batches(
         return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
     geometry = (dataset.coords, dataset.patch_size_level0, dataset.read_size, dataset.output_size, device)
     try:
-        lanes = plan_lanes(dataset.slide_path, *geometry, threads or cpu_threads_available())
+        lanes = plan_lanes(dataset.slide_path, *geometry, threads or cpu_threads_available(), compiled_encoder)
     except UnsupportedSlide as reason:
         if reader == "tiles":
             raise InputError(

@@ -25,9 +25,14 @@ from memamba.features.tile_reader import TilePatchReader
 logger = logging.getLogger(__name__)
 
 GPU_LANES = 1
-"""nvJPEG lanes beside CPU lanes: a second one makes the reader alone faster but costs the encoder's
-process a thread contending for the GIL; end to end it gained nothing (H200, round robin, resnet50_trunc:
-1 lane and 3 CPU lanes 8.0k against 2 and 3: 7.8–8.0k; benchmarks/RESULTS.md, sixth pass)."""
+"""nvJPEG lanes beside CPU lanes for an eager encoder: a second one makes the reader alone faster but
+costs the encoder's process a thread contending for the GIL; end to end it lost (H200, round robin,
+resnet50_trunc: 1 lane and 3 CPU lanes 7.3k against 2 and 3: 6.9k; benchmarks/RESULTS.md, seventh
+pass)."""
+GPU_LANES_COMPILED = 2
+"""nvJPEG lanes beside CPU lanes for a torch.compile'd encoder, whose loop launches fewer kernels and
+whose batches take a third less GPU time: there the second lane gains (H200, round robin ×6: 8.2k
+against 7.8k patches/s, ahead in every round; benchmarks/RESULTS.md, seventh pass)."""
 GPU_LANES_ALONE = 2
 """nvJPEG lanes where no CPU lanes decode beside them: the second one overlaps file reads, assembly and
 resizing with the first one's decoding."""
@@ -66,12 +71,14 @@ def plan_lanes(
     output_size: int,
     device: torch.device,
     threads: int,
+    compiled_encoder: bool = False,
 ) -> list[TilePatchReader]:
     """Readers ("lanes") of one slide for `tile_batches`, using up to `threads` CPU threads in all.
 
     CPU: CPU_LANES libjpeg lanes sharing `threads` decode threads, with libjpeg's default upsampling
-    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes and CPU lanes on `threads` − THREADS_KEPT decode
-    processes with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG;
+    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes (GPU_LANES_COMPILED for a `compiled_encoder`) and CPU
+    lanes on `threads` − THREADS_KEPT decode processes with libjpeg's replicating upsampling where that
+    decodes sample tiles exactly as nvJPEG;
     GPU_LANES_ALONE nvJPEG lanes where it does not (or no threads are left for libjpeg); CPU lanes alone
     (default upsampling) where nvJPEG decodes the samples unlike libjpeg.
     """
@@ -86,9 +93,10 @@ def plan_lanes(
         return _cpu_lanes(slide_path, geometry, max(1, threads - 1), "fancy")
     cpu_threads = threads - THREADS_KEPT
     beside = agreement == "exact" and cpu_threads > 0
+    gpu_lanes = (GPU_LANES_COMPILED if compiled_encoder else GPU_LANES) if beside else GPU_LANES_ALONE
     lanes = [probe] + [
         TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=gpu_decoder(device))
-        for _ in range((GPU_LANES if beside else GPU_LANES_ALONE) - 1)
+        for _ in range(gpu_lanes - 1)
     ]
     if agreement == "close":
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
