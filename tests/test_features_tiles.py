@@ -148,6 +148,18 @@ def test_cpu_lanes_share_one_pool_that_stops_with_the_last_lane(generated_svs: P
         decoders[0].pool.executor.submit(int)
 
 
+def test_a_slides_lanes_parse_it_once_and_each_read_through_its_own_handle(generated_svs: Path) -> None:
+    lanes = plan_lanes(generated_svs, GENERATED_COORDS, 512, 256, 224, CPU, threads=3)
+    pyramids = [lane.pyramid for lane in lanes]
+    assert len({id(pyramid) for pyramid in pyramids}) == len(lanes)
+    assert all(pyramid.levels is pyramids[0].levels for pyramid in pyramids)
+    lanes[0].close()
+    images, failed = lanes[1].read_batch(np.arange(len(GENERATED_COORDS)))
+    assert not failed.any() and torch.equal(images, tile_patches(generated_svs, GENERATED_COORDS, 512, 256))
+    for lane in lanes[1:]:
+        lane.close()
+
+
 def test_several_reader_threads_deliver_every_batch_in_order(generated_svs: Path) -> None:
     fallback = SlidePatchDataset(generated_svs, GENERATED_COORDS, 512, 256, 224)
     readers = [TilePatchReader(JpegTiffPyramid(generated_svs), GENERATED_COORDS, 512, 256, 224, CPU) for _ in range(3)]

@@ -83,27 +83,27 @@ def plan_lanes(
     (default upsampling) where nvJPEG decodes the samples unlike libjpeg.
     """
     geometry = (coords, patch_size_level0, read_size, output_size, device)
+    pyramid = JpegTiffPyramid(slide_path)
     if device.type != "cuda":
-        return _threaded_lanes(slide_path, geometry, max(1, threads), "fancy")
-    probe = TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=gpu_decoder(device))
+        return _threaded_lanes(pyramid, geometry, max(1, threads), "fancy")
+    probe = TilePatchReader(pyramid, *geometry, decoder=gpu_decoder(device))
     agreement = _agreement(probe, coords, patch_size_level0)
     if agreement == "different":
         logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on the CPU only", slide_path.name)
         probe.close()
-        return _cpu_lanes(slide_path, geometry, max(1, threads - 1), "fancy")
+        return _cpu_lanes(pyramid.reopened(), geometry, max(1, threads - 1), "fancy")
     cpu_threads = threads - THREADS_KEPT
     beside = agreement == "exact" and cpu_threads > 0
     gpu_lanes = (GPU_LANES_COMPILED if compiled_encoder else GPU_LANES) if beside else GPU_LANES_ALONE
     lanes = [probe] + [
-        TilePatchReader(JpegTiffPyramid(slide_path), *geometry, decoder=gpu_decoder(device))
-        for _ in range(gpu_lanes - 1)
+        TilePatchReader(pyramid.reopened(), *geometry, decoder=gpu_decoder(device)) for _ in range(gpu_lanes - 1)
     ]
     if agreement == "close":
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
     if not beside:
         return lanes
     logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)
-    return lanes + _cpu_lanes(slide_path, geometry, cpu_threads, "replicate")
+    return lanes + _cpu_lanes(pyramid.reopened(), geometry, cpu_threads, "replicate")
 
 
 def gpu_decoder(device: torch.device) -> TileDecoder:
@@ -117,32 +117,33 @@ def gpu_decoder(device: torch.device) -> TileDecoder:
     return NvjpegDecoder(device)
 
 
-def _cpu_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
+def _cpu_lanes(pyramid: JpegTiffPyramid, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
     """CPU_LANES libjpeg lanes beside a CUDA encoder, on `threads` decode processes (DECODE_PROCESSES,
-    where supported) or threads in all."""
+    where supported) or threads in all; the first lane reads through `pyramid`, the others reopen it."""
     if not (DECODE_PROCESSES and processes_supported()):
-        return _threaded_lanes(slide_path, geometry, threads, upsampling)
-    lanes = min(CPU_LANES, threads)
+        return _threaded_lanes(pyramid, geometry, threads, upsampling)
+    shares = np.array_split(np.arange(threads), min(CPU_LANES, threads))
     return [
         TilePatchReader(
-            JpegTiffPyramid(slide_path),
+            pyramid if index == 0 else pyramid.reopened(),
             *geometry,
             decoder=ProcessLibjpegDecoder(geometry[-1], len(share), upsampling),
         )
-        for share in np.array_split(np.arange(threads), lanes)
+        for index, share in enumerate(shares)
     ]
 
 
-def _threaded_lanes(slide_path: Path, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
-    """CPU_LANES libjpeg lanes, each with its own file handle, sharing one pool of `threads` threads."""
+def _threaded_lanes(pyramid: JpegTiffPyramid, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
+    """CPU_LANES libjpeg lanes, each with its own file handle (the first `pyramid`, the others reopening
+    it), sharing one pool of `threads` threads."""
     pool = SharedPool(threads)
     return [
         TilePatchReader(
-            JpegTiffPyramid(slide_path),
+            pyramid if index == 0 else pyramid.reopened(),
             *geometry,
             decoder=LibjpegDecoder(geometry[-1], upsampling=upsampling, pool=pool),
         )
-        for _ in range(CPU_LANES)
+        for index in range(CPU_LANES)
     ]
 
 
