@@ -76,7 +76,8 @@ class JpegTiffPyramid:
     Levels are the main series' pyramid levels, or (Aperio SVS, whose levels are separate pages and
     whose second page, tiled or not, tifffile takes for a thumbnail) the tiled pages with level 0's
     aspect ratio. Raises UnsupportedSlide for anything else (other codecs,
-    planar or non-RGB pages, unreadable files); callers then use the OpenSlide reader.
+    planar or non-RGB pages, unreadable files); callers then use the OpenSlide reader. `levels`, where
+    given, are those another handle on the same file parsed (see `reopened`), not parsed again.
     """
 
     def __init__(self, path: Path, levels: list[JpegLevel] | None = None) -> None:
