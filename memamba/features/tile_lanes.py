@@ -91,7 +91,7 @@ def plan_lanes(
     if agreement == "different":
         logger.info("%s: nvJPEG decodes its tiles unlike libjpeg: decoding on the CPU only", slide_path.name)
         probe.close()
-        return _cpu_lanes(pyramid.reopened(), geometry, max(1, threads - 1), "fancy")
+        return _cpu_lanes(pyramid, geometry, max(1, threads - 1), "fancy")
     cpu_threads = threads - THREADS_KEPT
     beside = agreement == "exact" and cpu_threads > 0
     gpu_lanes = (GPU_LANES_COMPILED if compiled_encoder else GPU_LANES) if beside else GPU_LANES_ALONE
@@ -103,7 +103,7 @@ def plan_lanes(
     if not beside:
         return lanes
     logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)
-    return lanes + _cpu_lanes(pyramid.reopened(), geometry, cpu_threads, "replicate")
+    return lanes + _cpu_lanes(pyramid, geometry, cpu_threads, "replicate")
 
 
 def gpu_decoder(device: torch.device) -> TileDecoder:
@@ -119,31 +119,27 @@ def gpu_decoder(device: torch.device) -> TileDecoder:
 
 def _cpu_lanes(pyramid: JpegTiffPyramid, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
     """CPU_LANES libjpeg lanes beside a CUDA encoder, on `threads` decode processes (DECODE_PROCESSES,
-    where supported) or threads in all; the first lane reads through `pyramid`, the others reopen it."""
+    where supported) or threads in all, each reading through its own reopening of `pyramid`."""
     if not (DECODE_PROCESSES and processes_supported()):
         return _threaded_lanes(pyramid, geometry, threads, upsampling)
     shares = np.array_split(np.arange(threads), min(CPU_LANES, threads))
     return [
         TilePatchReader(
-            pyramid if index == 0 else pyramid.reopened(),
-            *geometry,
-            decoder=ProcessLibjpegDecoder(geometry[-1], len(share), upsampling),
+            pyramid.reopened(), *geometry, decoder=ProcessLibjpegDecoder(geometry[-1], len(share), upsampling)
         )
-        for index, share in enumerate(shares)
+        for share in shares
     ]
 
 
 def _threaded_lanes(pyramid: JpegTiffPyramid, geometry: tuple, threads: int, upsampling: str) -> list[TilePatchReader]:
-    """CPU_LANES libjpeg lanes, each with its own file handle (the first `pyramid`, the others reopening
-    it), sharing one pool of `threads` threads."""
+    """CPU_LANES libjpeg lanes, each with its own file handle (a reopening of `pyramid`), sharing one pool
+    of `threads` threads."""
     pool = SharedPool(threads)
     return [
         TilePatchReader(
-            pyramid if index == 0 else pyramid.reopened(),
-            *geometry,
-            decoder=LibjpegDecoder(geometry[-1], upsampling=upsampling, pool=pool),
+            pyramid.reopened(), *geometry, decoder=LibjpegDecoder(geometry[-1], upsampling=upsampling, pool=pool)
         )
-        for index in range(CPU_LANES)
+        for _ in range(CPU_LANES)
     ]
 
 
