@@ -181,18 +181,18 @@ class BatchedNvjpegDecoder:
         images[:, _MAX_COMPONENTS : _MAX_COMPONENTS + 3] = tiles.shape[3]
         stream = torch.cuda.current_stream(self.device)
         with torch.cuda.device(self.device):
-            if self._state is None or self._state.batch_size != count:
-                if self._state is not None:
-                    _states.give_back(self._state)
-                self._state = _states.take(self._handle, self.device, count)
-            status = library.nvjpegDecodeBatched(
-                self._handle,
-                self._state.pointer,
-                ctypes.c_void_p(pointers.ctypes.data),
-                lengths.ctypes.data_as(ctypes.POINTER(ctypes.c_size_t)),
-                ctypes.c_void_p(images.ctypes.data),
-                ctypes.c_void_p(stream.cuda_stream),
-            )
+            if self._state is None:
+                self._state = _states.take(self._handle, self.device)
+            status = self._state.fit(self._handle, count)
+            if status == _SUCCESS:
+                status = library.nvjpegDecodeBatched(
+                    self._handle,
+                    self._state.pointer,
+                    ctypes.c_void_p(pointers.ctypes.data),
+                    lengths.ctypes.data_as(ctypes.POINTER(ctypes.c_size_t)),
+                    ctypes.c_void_p(images.ctypes.data),
+                    ctypes.c_void_p(stream.cuda_stream),
+                )
         self._reading.mark(stream, keep=(streams, pointers, lengths, images))
         if status != _SUCCESS:
             logger.debug("nvJPEG refused a batch of %d tiles (status %d): decoding them one by one", count, status)
@@ -208,19 +208,25 @@ class BatchedNvjpegDecoder:
 
 
 class _State:
-    """An nvJPEG decoding state set up for batches of `batch_size` tiles on device `device_index`."""
+    """An nvJPEG decoding state of device `device_index`, set up for batches of `batch_size` tiles (0: not
+    yet). `fit` sets it up again for another size: batches of irregular tissue hold varying numbers of
+    tiles, and one state then serves them all (NVIDIA's nvImageCodec sets its state up before every
+    batch)."""
 
-    def __init__(self, handle: ctypes.c_void_p, device: torch.device, batch_size: int) -> None:
-        library = _load()
-        self.device_index, self.batch_size = device.index, batch_size
+    def __init__(self, handle: ctypes.c_void_p, device: torch.device) -> None:
+        self.device_index, self.batch_size = device.index, 0
         self.pointer = ctypes.c_void_p()
-        status = library.nvjpegJpegStateCreate(handle, ctypes.byref(self.pointer))
+        status = _load().nvjpegJpegStateCreate(handle, ctypes.byref(self.pointer))
         if status != _SUCCESS:
             raise NvjpegUnavailable(f"nvjpegJpegStateCreate failed (status {status})")
-        status = library.nvjpegDecodeBatchedInitialize(handle, self.pointer, batch_size, 1, _OUTPUT_RGB)
-        if status != _SUCCESS:
-            self.destroy()
-            raise NvjpegUnavailable(f"nvjpegDecodeBatchedInitialize failed (status {status})")
+
+    def fit(self, handle: ctypes.c_void_p, batch_size: int) -> int:
+        """Set the state up for batches of `batch_size` tiles unless it is; nvJPEG's status."""
+        if batch_size == self.batch_size:
+            return _SUCCESS
+        status = _load().nvjpegDecodeBatchedInitialize(handle, self.pointer, batch_size, 1, _OUTPUT_RGB)
+        self.batch_size = batch_size if status == _SUCCESS else 0
+        return status
 
     def destroy(self) -> None:
         _load().nvjpegJpegStateDestroy(self.pointer)
@@ -235,13 +241,12 @@ class _IdleStates:
         self._idle: list[_State] = []
         self._lock = threading.Lock()
 
-    def take(self, handle: ctypes.c_void_p, device: torch.device, batch_size: int) -> _State:
+    def take(self, handle: ctypes.c_void_p, device: torch.device) -> _State:
         with self._lock:
             for index in range(len(self._idle) - 1, -1, -1):
-                state = self._idle[index]
-                if (state.device_index, state.batch_size) == (device.index, batch_size):
+                if self._idle[index].device_index == device.index:
                     return self._idle.pop(index)
-        return _State(handle, device, batch_size)
+        return _State(handle, device)
 
     def give_back(self, state: _State) -> None:
         with self._lock:
