@@ -16,8 +16,9 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
     vit_large_patch16_224 on a synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real
     CMU-1-Small-Region slide; on CUDA also resnet50_trunc through torch.compile (with --compile, every
     encoder), whose tiles reader then runs GPU_LANES_COMPILED nvJPEG lanes; resnet50_trunc also on a
-    TCGA-like grid (TCGA_PATCH_LEVEL0-px patches over a disc of the synthetic slide: tiles shared between
-    patches, batches of varying tile counts); and the
+    TCGA-like grid (TCGA_PATCH_LEVEL0-px patches over a disc of a TCGA-sized synthetic slide, 100,000² by
+    default: tiles shared between patches, batches of varying tile counts), in the tiles reader's banded
+    reading order and in the grid's row-major order; and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
 
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 
 from memamba.features import cuda_waits, extract, tile_lanes
-from memamba.features.batches import openslide_batches
+from memamba.features.batches import openslide_batches, reading_order
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.extract import encode_patches, patch_batches
@@ -366,6 +367,33 @@ def end_to_end(
     return rate(work, device, repeats=passes(config))
 
 
+def tcga_like_rows(
+    name: str,
+    slide: Path,
+    size: int,
+    device: torch.device,
+    config: Config,
+    batch: int,
+    decode_tiles: float,
+    add: Callable,
+) -> None:
+    """`name` end to end on a TCGA-like grid (TCGA_PATCH_LEVEL0-px patches over a disc of a `size`² slide),
+    with the tiles reader's banded reading order and, for comparison, in the grid's row-major order."""
+    coords = disc_grid(size, TCGA_PATCH_LEVEL0)
+    banded = coords[reading_order(coords, TCGA_PATCH_LEVEL0)]
+    rates = {}
+    for label, ordered in (("banded reading order", True), ("row-major order", False)):
+        with lanes_settings(ordered=ordered):
+            rates[label] = end_to_end(name, slide, coords, device, config, batch, patch_level0=TCGA_PATCH_LEVEL0)
+        tiles = mean_tiles_per_patch(banded if ordered else coords, TCGA_PATCH_LEVEL0, batch)
+        note = f"{len(coords)} patches, {tiles:.2f} tiles a patch: {rates[label] * tiles / decode_tiles:.0%} of the "
+        note += "decode ceiling in tiles/s"
+        if not ordered:
+            note += f"; banded order {rates['banded reading order'] / rates[label]:.2f}x"
+        how = f"{describe(config, device)}, TCGA-like grid ({TCGA_PATCH_LEVEL0}-px patches over a disc), {label}"
+        add(f"(c) {name} end to end, {how}", f"{size}²", rates[label], note)
+
+
 def passes(config: Config) -> int:
     """Timed passes of a reader configuration: five of the tiles reader (a pass takes about a second and
     single passes spread by ±5 %), two of the OpenSlide reader (several seconds each)."""
@@ -378,19 +406,24 @@ def lanes_settings(
     switch: float | None = None,
     blocking: bool | None = None,
     batched: bool | None = None,
+    ordered: bool = True,
 ) -> Iterator[None]:
     """memamba's tiles-reader settings changed for a measurement (libjpeg lanes in decode processes or
     threads, GIL switch interval in s, sleeping or busy-polling CUDA waits, nvJPEG's batched call or
-    torchvision's), restored afterwards."""
+    torchvision's, the banded reading order or the coords' own), restored afterwards."""
     saved = tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG
     tile_lanes.DECODE_PROCESSES = saved[0] if processes is None else processes
     extract.GIL_SWITCH_INTERVAL = saved[1] if switch is None else switch
     cuda_waits.BLOCKING = saved[2] if blocking is None else blocking
     tile_lanes.BATCHED_NVJPEG = saved[3] if batched is None else batched
+    order = extract.reading_order
+    if not ordered:
+        extract.reading_order = lambda coords, patch_size_level0: np.arange(len(coords))
     try:
         yield
     finally:
         tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG = saved
+        extract.reading_order = order
 
 
 def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
@@ -475,6 +508,9 @@ def clam_baseline(name: str, slide: Path, coords: np.ndarray, device: torch.devi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slide-size", type=int, default=40000, help="side of the synthetic 40x slide (px)")
+    parser.add_argument(
+        "--tcga-slide-size", type=int, default=100_000, help="side of the TCGA-sized slide of the TCGA-like grid (px)"
+    )
     parser.add_argument("--baseline-patches", type=int, default=2048, help="patches for the CLAM-style baseline")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd model ceilings")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="OpenSlide reader processes")
@@ -495,6 +531,9 @@ def main() -> None:
         start = time.perf_counter()
         write_synthetic_svs(synthetic, args.slide_size)
         print(f"synthetic slide {args.slide_size}² written in {time.perf_counter() - start:.1f} s", flush=True)
+        tcga_size = args.tcga_slide_size
+        tcga_slide = Path(folder) / "tcga_sized_40x.svs"
+        write_synthetic_svs(tcga_slide, tcga_size)
         coords = patch_grid(args.slide_size, args.slide_size, PATCH_LEVEL0)
         cmu_coords = patch_grid(2220, 2967, 256)
         pyramid = JpegTiffPyramid(synthetic)
@@ -567,13 +606,7 @@ def main() -> None:
                 how = f"torch.compile, {describe(configs[0], device)}, {tile_lanes.GPU_LANES_COMPILED} nvJPEG lanes"
                 add(f"(c) {name} end to end, {how}", "synthetic", compiled_rate, note)
             if name == "resnet50_trunc":
-                tcga = disc_grid(args.slide_size, TCGA_PATCH_LEVEL0)
-                tiles = mean_tiles_per_patch(tcga, TCGA_PATCH_LEVEL0, batch)
-                rate_tcga = end_to_end(name, synthetic, tcga, device, configs[0], batch, patch_level0=TCGA_PATCH_LEVEL0)
-                note = f"{len(tcga)} patches, {tiles:.2f} tiles a patch: {rate_tcga * tiles / decode_tiles:.0%} of "
-                note += "the decode ceiling in tiles/s"
-                how = f"{describe(configs[0], device)}, TCGA-like grid ({TCGA_PATCH_LEVEL0}-px patches over a disc)"
-                add(f"(c) {name} end to end, {how}", "synthetic", rate_tcga, note)
+                tcga_like_rows(name, tcga_slide, tcga_size, device, configs[0], batch, decode_tiles, add)
             best = max(fast, key=fast.get)
             slow_config = ("openslide", args.workers, 1)
             slow = end_to_end(name, synthetic, coords, device, slow_config, batch)

@@ -16,7 +16,7 @@ from test_features import write_coords
 
 from memamba.demo.svs import write_aperio_svs
 from memamba.errors import InputError
-from memamba.features.batches import tile_batches
+from memamba.features.batches import BAND_ROWS, reading_order, tile_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import processes_supported
 from memamba.features.extract import extract_features
@@ -242,6 +242,52 @@ def test_tiles_and_openslide_readers_give_the_same_features(generated_svs: Path,
         results[reader] = read_features(tmp_path / f"{reader}.h5")[0]
     scale = np.abs(results["openslide"]).mean()
     assert np.abs(results["tiles"] - results["openslide"]).mean() < 0.02 * scale
+
+
+def tiles_a_batch_decodes(coords: np.ndarray, patch: int, batch: int) -> int:
+    """256-px tiles decoded over all batches when each batch decodes each tile it touches once."""
+    span = np.arange(-(-patch // 256) + 1)
+    total = 0
+    for start in range(0, len(coords), batch):
+        corners = coords[start : start + batch]
+        cols = (corners[:, 0, None] + np.minimum(span * 256, patch - 1)) // 256
+        rows = (corners[:, 1, None] + np.minimum(span * 256, patch - 1)) // 256
+        total += len(np.unique(rows[:, :, None] * 1_000_000 + cols[:, None, :]))
+    return total
+
+
+def test_reading_order_reads_bands_column_by_column_so_batches_decode_fewer_tiles() -> None:
+    patch = 507  # 0.5 µm/px patches of a 0.2525 µm/px scan: off the tile grid
+    xs, ys = np.meshgrid(np.arange(200) * patch, np.arange(2 * BAND_ROWS) * patch)  # a 100,000-px-wide scan
+    coords = np.stack([xs.ravel(), ys.ravel()], axis=1)  # row-major, as the tiling stage writes them
+    order = reading_order(coords, patch)
+    assert sorted(order.tolist()) == list(range(len(coords)))
+    first_band = coords[order[: 200 * BAND_ROWS]]
+    assert (first_band[:, 1] < BAND_ROWS * patch).all()
+    assert first_band[:BAND_ROWS, 0].tolist() == [0] * BAND_ROWS  # down the first column first
+    assert first_band[:BAND_ROWS, 1].tolist() == (np.arange(BAND_ROWS) * patch).tolist()
+    banded, listed = tiles_a_batch_decodes(coords[order], patch, 128), tiles_a_batch_decodes(coords, patch, 128)
+    assert banded < 0.8 * listed
+
+
+def test_tiles_reader_reads_in_bands_and_writes_features_in_the_coords_order(
+    generated_svs: Path, tmp_path: Path
+) -> None:
+    xs, ys = np.meshgrid(np.arange(6) * 256, np.arange(4) * 256)
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)  # one band: read column by column, not as listed
+    assert not np.array_equal(reading_order(grid, 256), np.arange(len(grid)))
+    coords = write_coords(tmp_path / "coords.h5", grid, patch_size_level0=256)
+    results = {}
+    for reader in ("tiles", "openslide"):
+        extract_features(
+            generated_svs, coords, tmp_path / f"{reader}.h5", allow_random_weights=True, batch_size=5, reader=reader
+        )
+        results[reader] = read_features(tmp_path / f"{reader}.h5")[0].astype(np.float64)
+    tiles, openslide_features = results["tiles"], results["openslide"]
+    scale = np.abs(openslide_features).mean()
+    assert np.abs(tiles - openslide_features).mean(axis=1).max() < 0.02 * scale
+    shuffled = openslide_features[reading_order(grid, 256)]  # what rows left in reading order would give
+    assert np.abs(shuffled - openslide_features).mean(axis=1).max() > 0.1 * scale
 
 
 def test_auto_reader_on_cpu_is_openslide(generated_svs: Path, tmp_path: Path) -> None:

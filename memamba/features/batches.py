@@ -31,6 +31,12 @@ batch finished early waits for a slower lane's earlier one (a libjpeg lane's bat
 nvJPEG lane's), and this bounds how far ahead the others may read. H200, round robin: 4 against 2, reader
 alone 10.5k against 9.6k patches/s, end to end 8.4k against 8.3k (benchmarks/RESULTS.md, sixth pass).
 GPU memory: one batch of 128 patches of 224 px is 19 MB."""
+BAND_ROWS = 8
+"""Patch heights of a band in the tiles reader's reading order (`reading_order`). A batch of 128 patches
+then covers a block of 8 × 16 patches. At 40× (0.2525 µm/px, as most of TCGA) a 0.5-µm patch is 507 level-0
+px, off the 256-px tile grid, so neighbouring patches share tiles, and each batch decodes each tile it
+needs once: over a 100,000-px-wide round piece of tissue, batches of 128 rows in the grid's own row-major
+order decode 5.9 tiles a patch, batches of 8-row bands 4.3 (4 rows: 4.5; 16: 4.3)."""
 PIECES_PER_WORKER = 4
 """DataLoader workers read a slide in pieces, at least this many per worker, which the main process joins
 into encoder batches. With a whole encoder batch per worker, a slide with fewer batches than workers (or
@@ -88,24 +94,40 @@ def _joined(pieces: Iterator[Batch], batch_size: int) -> Iterator[Batch]:
         yield torch.cat(images), torch.cat(blanks)
 
 
+def reading_order(coords: np.ndarray, patch_size_level0: int) -> np.ndarray:
+    """Order int64 [N] in which the tiles reader reads the patches at `coords` (level-0 corners [N, 2] of
+    `patch_size_level0`-px patches): bands of BAND_ROWS patch heights from the top, each read column by
+    column (x, then y; ties as listed), so that consecutive patches form compact blocks that share tiles."""
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    band = coords[:, 1] // (BAND_ROWS * max(1, patch_size_level0))
+    return np.lexsort((coords[:, 1], coords[:, 0], band))
+
+
 def tile_batches(
-    readers: TilePatchReader | list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int
+    readers: TilePatchReader | list[TilePatchReader],
+    fallback: SlidePatchDataset,
+    batch_size: int,
+    order: np.ndarray | None = None,
 ) -> Iterator[Batch]:
-    """Batches of the slide in order, read by `readers` ("lanes", each with its own file handle and
+    """Batches of the slide's patches taken in `order` (int64 [N] rows of the readers' coords; default: as
+    listed), delivered in that order, read by `readers` ("lanes", each with its own file handle and
     decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
     unread batch when it is free, so faster lanes read more; at most BATCHES_AHEAD_PER_LANE batches per
     lane are claimed and not yet consumed.
     Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done."""
     readers = readers if isinstance(readers, list) else [readers]
-    return _LaneScheduler(readers, fallback, batch_size).batches()
+    return _LaneScheduler(readers, fallback, batch_size, order).batches()
 
 
 class _LaneScheduler:
     """Lanes claiming batch numbers in turn; finished batches wait in `done` until their turn."""
 
-    def __init__(self, readers: list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int) -> None:
+    def __init__(
+        self, readers: list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int, order: np.ndarray | None
+    ) -> None:
         self.readers, self.fallback, self.batch_size = readers, fallback, batch_size
         self.n_patches = len(readers[0])
+        self.order = np.arange(self.n_patches) if order is None else np.asarray(order, dtype=np.int64)
         self.n_batches = -(-self.n_patches // batch_size)
         self.claims = itertools.count()
         self.claiming = threading.Lock()
@@ -142,8 +164,7 @@ class _LaneScheduler:
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 while (number := self._claim()) is not None:
-                    start = number * self.batch_size
-                    indices = np.arange(start, min(start + self.batch_size, self.n_patches))
+                    indices = self.order[number * self.batch_size : (number + 1) * self.batch_size]
                     batch = _reread_failed(*reader.read_batch(indices), indices, self.fallback)
                     if stream is not None:
                         wait_for_stream(stream)

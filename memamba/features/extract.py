@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from memamba.errors import InputError
-from memamba.features.batches import Batch, openslide_batches, tile_batches
+from memamba.features.batches import Batch, openslide_batches, reading_order, tile_batches
 from memamba.features.cuda_waits import gpu_event
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.features_h5 import write_features
@@ -147,12 +147,13 @@ def extract_features(
         dataset = SlidePatchDataset(
             Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
         )
-        used_reader, batches = patch_batches(
+        used_reader, batches, order = patch_batches(
             reader, dataset, torch_device, batch_size, num_workers, threads, compiled_encoder=compile_model
         )
         features, blank = encode_patches(
             model, spec, batches, len(dataset), torch_device, compile_model=compile_model, label=name
         )
+        features = features[np.argsort(order)]  # back to the coords' order
         coords = grid.coords
     seconds = time.perf_counter() - start
     write_features(
@@ -183,15 +184,18 @@ def patch_batches(
     num_workers: int,
     threads: int | None = None,
     compiled_encoder: bool = False,
-) -> tuple[str, Iterator[Batch]]:
-    """(reader used, batches of `dataset`'s patches) for the `reader` choice (see `extract_features`);
-    a `compiled_encoder` (torch.compile) leaves the GPU room for more nvJPEG lanes (see `plan_lanes`)."""
+) -> tuple[str, Iterator[Batch], np.ndarray]:
+    """(reader used, batches of `dataset`'s patches, the order int64 [N] of dataset rows in which the
+    batches deliver them) for the `reader` choice (see `extract_features`): the OpenSlide reader keeps
+    the coords' order, the tiles reader takes compact blocks (`reading_order`). A `compiled_encoder`
+    (torch.compile) leaves the GPU room for more nvJPEG lanes (see `plan_lanes`)."""
     from memamba.features.jpeg_decoders import cpu_threads_available
     from memamba.features.jpeg_tiles import UnsupportedSlide
     from memamba.features.tile_lanes import plan_lanes
 
+    listed = np.arange(len(dataset))
     if reader == "openslide" or (reader == "auto" and device.type != "cuda"):
-        return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
+        return "openslide", openslide_batches(dataset, device, batch_size, num_workers), listed
     geometry = (dataset.coords, dataset.patch_size_level0, dataset.read_size, dataset.output_size, device)
     try:
         lanes = plan_lanes(dataset.slide_path, *geometry, threads or cpu_threads_available(), compiled_encoder)
@@ -201,8 +205,9 @@ def patch_batches(
                 f"{dataset.slide_path}: cannot decode its tiles directly ({reason}): use --reader openslide"
             ) from None
         logger.info("%s: OpenSlide reader (%s)", dataset.slide_path.name, reason)
-        return "openslide", openslide_batches(dataset, device, batch_size, num_workers)
-    return "tiles", tile_batches(lanes, dataset, batch_size)
+        return "openslide", openslide_batches(dataset, device, batch_size, num_workers), listed
+    order = reading_order(dataset.coords, dataset.patch_size_level0)
+    return "tiles", tile_batches(lanes, dataset, batch_size, order), order
 
 
 def encode_patches(
