@@ -70,3 +70,43 @@ def test_tiles_reader_on_the_cpu_with_two_threads_writes_features(coords: Path, 
     assert result.returncode == 0, result.stderr
     with h5py.File(out, "r") as handle:
         assert handle["features"].shape == (2, 1024) and handle.attrs["reader"] == "tiles"
+
+
+def test_several_slides_in_one_job_build_the_encoder_once_and_match_single_slide_jobs(
+    coords: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        dataset = handle.create_dataset("coords", data=np.array([[900, 2400], [1380, 900], [1680, 2500]]))
+        dataset.attrs.update(patch_size_level0=256, patch_size=256, target_mpp=0.5, status="ok")
+    jobs = ["--slide", CMU, coords, tmp_path / "a.h5", "--slide", CMU, other, tmp_path / "b.h5"]
+    result = memamba_features(*jobs, "--allow-random-weights", "--batch-size", 2)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("RANDOM weights") == 1  # one encoder for both slides
+    alone = memamba_features(CMU, other, "-o", tmp_path / "alone.h5", "--allow-random-weights", "--batch-size", 2)
+    assert alone.returncode == 0, alone.stderr
+    with h5py.File(tmp_path / "a.h5", "r") as first, h5py.File(tmp_path / "b.h5", "r") as second:
+        assert first["features"].shape == (2, 1024) and second["features"].shape == (3, 1024)
+        with h5py.File(tmp_path / "alone.h5", "r") as single:
+            np.testing.assert_array_equal(second["features"][()], single["features"][()])
+
+
+def test_a_bad_slide_in_a_several_slide_job_is_recorded_and_the_others_are_encoded(
+    coords: Path, tmp_path: Path
+) -> None:
+    bad, good = tmp_path / "bad.h5", tmp_path / "good.h5"
+    jobs = ["--slide", tmp_path / "absent.svs", coords, bad, "--slide", CMU, coords, good]
+    result = memamba_features(*jobs, "--allow-random-weights", "--batch-size", 2)
+    assert result.returncode == 0, result.stderr
+    assert "absent.svs" in result.stderr
+    with h5py.File(bad, "r") as failed, h5py.File(good, "r") as encoded:
+        assert failed["features"].shape == (0, 1024)
+        status = failed.attrs["status"]
+        assert status.startswith("failed:") and "absent.svs" in status
+        assert encoded["features"].shape == (2, 1024) and encoded.attrs["status"] == "ok"
+
+
+def test_slide_triples_beside_a_positional_slide_exit_2_and_write_nothing(coords: Path, tmp_path: Path) -> None:
+    result = memamba_features(CMU, coords, "--slide", CMU, coords, tmp_path / "a.h5", "--allow-random-weights")
+    assert_one_line_error_naming(result, "--slide")
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""`memamba features`: encode the patches of one slide."""
+"""`memamba features`: encode the patches of one slide, or of several in one job (`--slide`)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ import logging
 from pathlib import Path
 
 from memamba.commands._common import SubParsers
+from memamba.errors import InputError
 
 log = logging.getLogger("memamba")
 
 
 def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("features", help="encode the patches of one slide into a features h5")
-    parser.add_argument("slide", type=Path, help="slide file")
-    parser.add_argument("coords", type=Path, help="coords h5 from `memamba tile`")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="features h5 to write")
+    parser.add_argument("slide", type=Path, nargs="?", help="slide file")
+    parser.add_argument("coords", type=Path, nargs="?", help="coords h5 from `memamba tile`")
+    parser.add_argument("-o", "--output", type=Path, help="features h5 to write")
+    parser.add_argument(
+        "--slide",
+        dest="slides",
+        nargs=3,
+        action="append",
+        type=Path,
+        metavar=("SLIDE", "COORDS", "OUTPUT"),
+        help="instead of SLIDE COORDS -o OUTPUT, repeatable: encode several slides in one job, building the "
+        "encoder once; a slide with bad input gets an empty features file whose status says why",
+    )
     parser.add_argument("--encoder", default="resnet50_trunc", help="encoder name (default resnet50_trunc)")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument(
@@ -48,12 +59,17 @@ def add_parser(subparsers: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from memamba.features.extract import extract_features
+    from memamba.features.extract import SlideJob, extract_slides
 
-    result = extract_features(
-        args.slide,
-        args.coords,
-        args.output,
+    single = (args.slide, args.coords, args.output)
+    if args.slides and any(part is not None for part in single):
+        raise InputError("give either SLIDE COORDS -o OUTPUT or --slide SLIDE COORDS OUTPUT (repeatable), not both")
+    if not args.slides and any(part is None for part in single):
+        raise InputError("give SLIDE COORDS -o OUTPUT, or --slide SLIDE COORDS OUTPUT once per slide")
+    jobs = [SlideJob(*triple) for triple in (args.slides or [single])]
+    results = extract_slides(
+        jobs,
+        record_failures=bool(args.slides),
         encoder=args.encoder,
         weights=args.weights,
         allow_random_weights=args.allow_random_weights,
@@ -64,11 +80,12 @@ def run(args: argparse.Namespace) -> None:
         compile_model=args.compile,
         threads=args.threads,
     )
-    log.info(
-        "%s: %s, %d patches in %.1f s (%s reader)",
-        result.slide,
-        result.status,
-        result.n_patches,
-        result.seconds,
-        result.reader,
-    )
+    for result in results:
+        log.info(
+            "%s: %s, %d patches in %.1f s (%s reader)",
+            result.slide,
+            result.status,
+            result.n_patches,
+            result.seconds,
+            result.reader,
+        )

@@ -90,6 +90,15 @@ def read_patch_grid(path: Path) -> PatchGrid:
     )
 
 
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide of a features job: the slide file, its coords h5 and the features h5 to write."""
+
+    slide: Path
+    coords: Path
+    output: Path
+
+
 def extract_features(
     slide_path: Path,
     coords_h5: Path,
@@ -114,9 +123,46 @@ def extract_features(
     on CPU threads beside it; see memamba.features.tile_lanes), "openslide" reads through OpenSlide in
     `num_workers` processes, "auto" takes "tiles" on CUDA when the slide is a tiled-JPEG TIFF/SVS.
     `threads`: CPU threads the tiles reader may use (default: the cores this process may run on).
-    `weights`: a file, "pretrained" (online) or None.
+    `weights`: a file, "pretrained" (online) or None. Bad input raises InputError, writing nothing.
     """
-    start = time.perf_counter()
+    job = SlideJob(Path(slide_path), Path(coords_h5), Path(out_h5))
+    settings = {
+        "encoder": encoder,
+        "weights": weights,
+        "allow_random_weights": allow_random_weights,
+        "device": device,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "reader": reader,
+        "compile_model": compile_model,
+        "threads": threads,
+    }
+    return extract_slides([job], **settings, record_failures=False)[0]
+
+
+def extract_slides(
+    jobs: list[SlideJob],
+    *,
+    encoder: str = "resnet50_trunc",
+    weights: Path | str | None = None,
+    allow_random_weights: bool = False,
+    device: str = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    reader: str = "auto",
+    compile_model: bool = False,
+    threads: int | None = None,
+    record_failures: bool = True,
+) -> list[FeatureResult]:
+    """`extract_features` for each slide of `jobs` in turn, in one process: the encoder is built (and
+    compiled) once, and the decode processes and nvJPEG's handle serve every slide. A job's fixed costs
+    (imports, building the encoder, starting the decoders) are then paid once for all its slides; on the
+    GPU machine they took 13–16 s a job, against 0.7–1.3 s to encode a 6,084-patch slide.
+
+    With `record_failures`, a slide whose input is bad (coords or slide file) gets an empty features file
+    whose status is "failed: " and the one-line error, which the cohort skips, and the next slide goes
+    on; otherwise the InputError is raised. Settings that are bad for every slide raise at once.
+    """
     weights = None if weights is None else weights if weights == PRETRAINED else Path(weights)
     spec = get_encoder_spec(encoder)
     check_weights_choice(spec, weights, allow_random_weights)
@@ -129,51 +175,107 @@ def extract_features(
     torch_device = _resolve_device(device)
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)
-    grid = read_patch_grid(Path(coords_h5))
-    name = slide_key(Path(slide_path).name)
+    job_encoder = _JobEncoder(spec, weights, allow_random_weights)
+    reading = {"batch_size": batch_size, "num_workers": num_workers, "threads": threads, "compile_model": compile_model}
+    results = []
+    for job in jobs:
+        start = time.perf_counter()
+        try:
+            results.append(_extract_slide(job, job_encoder, torch_device, reader, start, **reading))
+        except InputError as error:
+            if not record_failures:
+                raise
+            logger.error("%s", error)
+            status = f"failed: {error}"
+            empty = np.zeros((0, spec.output_dim), np.float32), np.zeros((0, 2), np.int64)
+            unknown = {"mpp": float("nan"), "patch_size": 0}  # the coords may be what failed
+            attrs = {**unknown, "status": status, "blank_patches": 0, "reader": "none", "device": str(torch_device)}
+            seconds = _write_slide_features(job.output, *empty, job_encoder, attrs, start)
+            results.append(FeatureResult(slide_key(job.slide.name), status, 0, spec.output_dim, seconds, 0))
+    return results
 
+
+class _JobEncoder:
+    """A job's encoder, built (and its weights hashed) once, at the first slide with patches to encode."""
+
+    def __init__(self, spec: EncoderSpec, weights: Path | str | None, allow_random_weights: bool) -> None:
+        self.spec, self.weights, self.allow_random_weights = spec, weights, allow_random_weights
+        self._model: torch.nn.Module | None = None
+        self._digest: str | None = None
+
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model, self._digest = build_encoder(self.spec, self.weights, self.allow_random_weights)
+        return self._model
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the weights ("random"; "pretrained" until the downloaded weights are loaded)."""
+        if self._digest is None:
+            weights = self.weights
+            self._digest = (
+                RANDOM_WEIGHTS if weights is None else PRETRAINED if weights == PRETRAINED else file_sha256(weights)
+            )
+        return self._digest
+
+
+def _extract_slide(
+    job: SlideJob,
+    job_encoder: _JobEncoder,
+    device: torch.device,
+    reader: str,
+    start: float,
+    *,
+    batch_size: int,
+    num_workers: int,
+    threads: int | None,
+    compile_model: bool,
+) -> FeatureResult:
+    """Encode one slide of a job (see `extract_features`) and write its features file."""
+    spec = job_encoder.spec
+    grid = read_patch_grid(job.coords)
+    name = slide_key(job.slide.name)
     if grid.status != "ok" or len(grid.coords) == 0:
         logger.warning("%s: coords status %r, %d patches: writing empty features", name, grid.status, len(grid.coords))
-        digest = RANDOM_WEIGHTS if weights is None else PRETRAINED if weights == PRETRAINED else file_sha256(weights)
         features, coords, blank, used_reader = np.zeros((0, spec.output_dim), np.float32), grid.coords[:0], 0, "none"
     else:
-        _check_slide_opens(Path(slide_path))
-        if reader != "openslide" and torch_device.type == "cuda":
+        _check_slide_opens(job.slide)
+        if reader != "openslide" and device.type == "cuda":
             from memamba.features.jpeg_decoders import cpu_threads_available
             from memamba.features.tile_lanes import start_lanes_early
 
-            start_lanes_early(torch_device, threads or cpu_threads_available())
-        model, digest = build_encoder(spec, weights, allow_random_weights)
-        dataset = SlidePatchDataset(
-            Path(slide_path), grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size
-        )
+            start_lanes_early(device, threads or cpu_threads_available())
+        model = job_encoder.model()
+        dataset = SlidePatchDataset(job.slide, grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size)
         used_reader, batches, order = patch_batches(
-            reader, dataset, torch_device, batch_size, num_workers, threads, compiled_encoder=compile_model
+            reader, dataset, device, batch_size, num_workers, threads, compiled_encoder=compile_model
         )
         features, blank = encode_patches(
-            model, spec, batches, len(dataset), torch_device, compile_model=compile_model, label=name
+            model, spec, batches, len(dataset), device, compile_model=compile_model, label=name
         )
         features = features[np.argsort(order)]  # back to the coords' order
         coords = grid.coords
-    seconds = time.perf_counter() - start
-    write_features(
-        Path(out_h5),
-        features,
-        coords,
-        {
-            "encoder": spec.name,
-            "weights_sha256": digest,
-            "mpp": grid.target_mpp,
-            "patch_size": grid.patch_size,
-            "patch_size_level0": grid.patch_size_level0,
-            "status": grid.status,
-            "seconds": seconds,
-            "blank_patches": blank,
-            "reader": used_reader,
-            "device": str(torch_device),
-        },
-    )
+    attrs = {
+        "mpp": grid.target_mpp,
+        "patch_size": grid.patch_size,
+        "patch_size_level0": grid.patch_size_level0,
+        "status": grid.status,
+        "blank_patches": blank,
+        "reader": used_reader,
+        "device": str(device),
+    }
+    seconds = _write_slide_features(job.output, features, coords, job_encoder, attrs, start)
     return FeatureResult(name, grid.status, len(features), spec.output_dim, seconds, blank, used_reader)
+
+
+def _write_slide_features(
+    path: Path, features: np.ndarray, coords: np.ndarray, job_encoder: _JobEncoder, attrs: dict, start: float
+) -> float:
+    """Write a slide's features file with its `attrs` and the encoder's; the slide's seconds since `start`."""
+    seconds = time.perf_counter() - start
+    encoder_attrs = {"encoder": job_encoder.spec.name, "weights_sha256": job_encoder.digest, "seconds": seconds}
+    write_features(path, features, coords, {**encoder_attrs, **attrs})
+    return seconds
 
 
 def patch_batches(
