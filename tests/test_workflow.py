@@ -27,11 +27,13 @@ TINY_SLIDES = sum(
 )
 
 
-def snakemake(out_dir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """Run the repository's workflow on the tiny config with its outputs under `out_dir`."""
+def snakemake(
+    out_dir: Path, *args: str, timeout: int = 600, config: Path = TINY_CONFIG
+) -> subprocess.CompletedProcess[str]:
+    """Run the repository's workflow on the tiny config (or `config`) with its outputs under `out_dir`."""
     command = [
         sys.executable, "-m", "snakemake", "--cores", "2",
-        "--configfile", str(TINY_CONFIG), "--config", f"output_dir={out_dir}", *args,
+        "--configfile", str(config), "--config", f"output_dir={out_dir}", *args,
     ]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -152,3 +154,28 @@ def test_finished_workflow_has_nothing_left_to_do(finished_run: Path) -> None:
     result = snakemake(finished_run, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_slides_grouped_into_jobs_build_the_encoder_once_a_job_and_give_the_same_features(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    per_job = 4
+    grouped = tmp_path / "grouped.yaml"
+    grouped.write_text(yaml.safe_dump({**TINY, "features": {**TINY["features"], "slides_per_job": per_job}}))
+    out_dir = tmp_path / "results"
+    dry = snakemake(out_dir, "--dry-run", "--", "features_all", config=grouped)
+    assert dry.returncode == 0, dry.stderr
+    groups = -(-TINY_SLIDES // per_job)
+    counts = job_counts(dry.stdout)
+    assert "features" not in counts and [counts[f"features_group_{n}"] for n in range(groups)] == [1] * groups
+    result = snakemake(out_dir, "--", "features_all", config=grouped, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    logs = sorted((out_dir / "logs" / "features" / "tiny" / TINY["features"]["encoder"]).glob("group_*.log"))
+    assert len(logs) == groups and all(log.read_text().count("RANDOM weights") == 1 for log in logs)
+    single = sorted((finished_run / "features" / "tiny" / TINY["features"]["encoder"]).glob("*.h5"))
+    assert len(single) == TINY_SLIDES
+    for path in single:
+        with h5py.File(path, "r") as one, h5py.File(out_dir / path.relative_to(finished_run), "r") as batched:
+            assert batched.attrs["status"] == one.attrs["status"]
+            assert (batched["features"][()] == one["features"][()]).all()

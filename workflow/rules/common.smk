@@ -14,6 +14,7 @@ from memamba.naming import SLIDE_EXTENSIONS, slide_key
 OUT = config["output_dir"].rstrip("/")
 COHORTS = list(config["cohorts"])
 ENCODER = config["features"]["encoder"]
+SLIDES_PER_JOB = config["features"]["slides_per_job"]
 N_FOLDS = config["genomics"]["n_folds"]
 FOLDS = list(range(N_FOLDS))
 MODELS = list(config["models"])
@@ -122,6 +123,20 @@ def cohort_qc_images(cohort):
 
 def cohort_features(cohort, encoder=ENCODER):
     return [f"{OUT}/features/{cohort}/{encoder}/{key}.h5" for key in cohort_slides(cohort)]
+
+
+def slide_groups(size):
+    """(cohort, slide keys) of every group of at most `size` slides, cohort by cohort, in key order."""
+    for cohort in COHORTS:
+        keys = sorted(cohort_slides(cohort))
+        for start in range(0, len(keys), size):
+            yield cohort, keys[start : start + size]
+
+
+def slide_triples(wildcards, input, output):
+    """`--slide SLIDE COORDS OUTPUT` for each slide of a group job."""
+    triples = zip(input.slides, input.coords, output, strict=True)
+    return " ".join(f"--slide {shlex.quote(s)} {shlex.quote(c)} {shlex.quote(o)}" for s, c, o in triples)
 
 
 def has_slides(cohort):

@@ -3,34 +3,74 @@
 # on one node, `memamba features --device cuda` takes a free card by itself (see memamba/features/gpu_slot.py).
 
 
-rule features:
-    input:
-        slide=slide_path,
-        coords=f"{OUT}/tiles/{{cohort}}/{{slide}}.h5",
-    output:
-        f"{OUT}/features/{{cohort}}/{{encoder}}/{{slide}}.h5",
-    params:
-        weights=weights_argument(),
-        device=config["features"]["device"],
-        batch_size=config["features"]["batch_size"],
-        num_workers=config["features"]["num_workers"],
-        reader=config["features"]["reader"],
-        compile="--compile" if config["features"]["compile"] else "",
-    threads: config["features"]["threads"]
-    resources:
-        gpu=gpus(config["features"]["device"]),
-    log:
-        f"{LOGS}/features/{{cohort}}/{{encoder}}/{{slide}}.log",
-    benchmark:
-        f"{BENCHMARKS}/features/{{cohort}}/{{encoder}}/{{slide}}.tsv"
-    conda:
-        "../../envs/features.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} memamba features {input.slide:q} {input.coords:q} -o {output:q}"
-        " --encoder {wildcards.encoder} {params.weights} --device {params.device}"
-        " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
-        " --threads {threads}"
-        " {params.compile} > {log:q} 2>&1"
+if SLIDES_PER_JOB == 1:
+
+    rule features:
+        input:
+            slide=slide_path,
+            coords=f"{OUT}/tiles/{{cohort}}/{{slide}}.h5",
+        output:
+            f"{OUT}/features/{{cohort}}/{{encoder}}/{{slide}}.h5",
+        params:
+            weights=weights_argument(),
+            device=config["features"]["device"],
+            batch_size=config["features"]["batch_size"],
+            num_workers=config["features"]["num_workers"],
+            reader=config["features"]["reader"],
+            compile="--compile" if config["features"]["compile"] else "",
+        threads: config["features"]["threads"]
+        resources:
+            gpu=gpus(config["features"]["device"]),
+        log:
+            f"{LOGS}/features/{{cohort}}/{{encoder}}/{{slide}}.log",
+        benchmark:
+            f"{BENCHMARKS}/features/{{cohort}}/{{encoder}}/{{slide}}.tsv"
+        conda:
+            "../../envs/features.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} memamba features {input.slide:q} {input.coords:q} -o {output:q}"
+            " --encoder {wildcards.encoder} {params.weights} --device {params.device}"
+            " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
+            " --threads {threads}"
+            " {params.compile} > {log:q} 2>&1"
+
+else:
+    # Several slides a job (features.slides_per_job): one rule per group of slides, whose job builds the
+    # encoder once. Rerunning a slide reruns its group; a slide with bad input is recorded, not fatal.
+    for _number, (_cohort, _keys) in enumerate(slide_groups(SLIDES_PER_JOB)):
+
+        rule:
+            name:
+                f"features_group_{_number}"
+            input:
+                slides=[cohort_slides(_cohort)[key] for key in _keys],
+                coords=[f"{OUT}/tiles/{_cohort}/{key}.h5" for key in _keys],
+            output:
+                [f"{OUT}/features/{_cohort}/{ENCODER}/{key}.h5" for key in _keys],
+            params:
+                slides=slide_triples,
+                weights=weights_argument(),
+                device=config["features"]["device"],
+                batch_size=config["features"]["batch_size"],
+                num_workers=config["features"]["num_workers"],
+                reader=config["features"]["reader"],
+                compile="--compile" if config["features"]["compile"] else "",
+            threads: config["features"]["threads"]
+            resources:
+                gpu=gpus(config["features"]["device"]),
+            log:
+                f"{LOGS}/features/{_cohort}/{ENCODER}/group_{_number}.log",
+            benchmark:
+                f"{BENCHMARKS}/features/{_cohort}/{ENCODER}/group_{_number}.tsv"
+            conda:
+                "../../envs/features.yaml"
+            shell:
+                "OMP_NUM_THREADS={threads} memamba features {params.slides}"
+                f" --encoder {ENCODER}"
+                " {params.weights} --device {params.device}"
+                " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
+                " --threads {threads}"
+                " {params.compile} > {log:q} 2>&1"
 
 
 rule features_manifest:
