@@ -13,7 +13,7 @@ log = logging.getLogger("memamba")
 
 
 def add_parser(subparsers: SubParsers) -> None:
-    parser = subparsers.add_parser("features", help="encode the patches of one slide into a features h5")
+    parser = subparsers.add_parser("features", help="encode the patches of one slide, or of several, into features h5")
     parser.add_argument("slide", type=Path, nargs="?", help="slide file")
     parser.add_argument("coords", type=Path, nargs="?", help="coords h5 from `memamba tile`")
     parser.add_argument("-o", "--output", type=Path, help="features h5 to write")

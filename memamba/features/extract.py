@@ -125,19 +125,19 @@ def extract_features(
     `threads`: CPU threads the tiles reader may use (default: the cores this process may run on).
     `weights`: a file, "pretrained" (online) or None. Bad input raises InputError, writing nothing.
     """
-    job = SlideJob(Path(slide_path), Path(coords_h5), Path(out_h5))
-    settings = {
-        "encoder": encoder,
-        "weights": weights,
-        "allow_random_weights": allow_random_weights,
-        "device": device,
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "reader": reader,
-        "compile_model": compile_model,
-        "threads": threads,
-    }
-    return extract_slides([job], **settings, record_failures=False)[0]
+    return extract_slides(
+        [SlideJob(Path(slide_path), Path(coords_h5), Path(out_h5))],
+        encoder=encoder,
+        weights=weights,
+        allow_random_weights=allow_random_weights,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        reader=reader,
+        compile_model=compile_model,
+        threads=threads,
+        record_failures=False,
+    )[0]
 
 
 def extract_slides(
