@@ -69,6 +69,21 @@ def test_invalid_config_is_rejected_before_any_job(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_feature_group_jobs_take_the_resources_a_profile_sets_for_features(tmp_path: Path) -> None:
+    grouped = tmp_path / "grouped.yaml"
+    grouped.write_text(yaml.safe_dump({**TINY, "features": {**TINY["features"], "slides_per_job": 4}}))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text("set-resources:\n  features:\n    mem_mb: 32000\n    runtime: 240\n")
+    result = snakemake(tmp_path / "out", "--profile", str(profile), "--dry-run", "--", "features_all", config=grouped)
+    assert result.returncode == 0, result.stderr
+    group_jobs = result.stdout.split("rule features_group_")[1:]
+    assert len(group_jobs) == -(-TINY_SLIDES // 4)
+    for job in group_jobs:
+        resources = next(line for line in job.splitlines() if "resources:" in line)
+        assert "mem_mb=32000" in resources and "runtime=240" in resources
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out_dir = tmp_path_factory.mktemp("tiny") / "results"

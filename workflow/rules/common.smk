@@ -133,6 +133,14 @@ def slide_groups(size):
             yield cohort, keys[start : start + size]
 
 
+def features_resources():
+    """Resources a profile's `set-resources` gives the per-slide `features` rule (memory, CPUs per GPU,
+    run time), which group jobs (features.slides_per_job > 1) take too: their rule names are numbered."""
+    given = workflow.resource_settings.overwrite_resources.get("features", {})
+    values = {name: getattr(value, "value", value) for name, value in dict(given).items()}
+    return {name: value for name, value in values.items() if not name.startswith("_")}
+
+
 def slide_triples(wildcards, input, output):
     """`--slide SLIDE COORDS OUTPUT` for each slide of a group job."""
     triples = zip(input.slides, input.coords, output, strict=True)

@@ -58,6 +58,7 @@ else:
             threads: config["features"]["threads"]
             resources:
                 gpu=gpus(config["features"]["device"]),
+                **features_resources(),
             log:
                 f"{LOGS}/features/{_cohort}/{ENCODER}/group_{_number}.log",
             benchmark:
