@@ -133,6 +133,14 @@ def slide_groups(size):
             yield cohort, keys[start : start + size]
 
 
+def feature_options():
+    """The options of `memamba features` from the config, but the encoder, the slides and the threads."""
+    features = config["features"]
+    options = [weights_argument(), f"--device {features['device']}", f"--batch-size {features['batch_size']}"]
+    options += [f"--num-workers {features['num_workers']}", f"--reader {features['reader']}"]
+    return " ".join(options + (["--compile"] if features["compile"] else []))
+
+
 def features_resources():
     """Resources a profile's `set-resources` gives the per-slide `features` rule (memory, CPUs per GPU,
     run time), which group jobs (features.slides_per_job > 1) take too: their rule names are numbered."""
@@ -176,7 +184,7 @@ def run_summaries():
 def weights_argument():
     features = config["features"]
     if features["weights"]:
-        return f"--weights {features['weights']}"
+        return f"--weights {shlex.quote(str(features['weights']))}"
     if features["allow_random_weights"]:
         return "--allow-random-weights"
     return ""

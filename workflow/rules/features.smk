@@ -12,12 +12,7 @@ if SLIDES_PER_JOB == 1:
         output:
             f"{OUT}/features/{{cohort}}/{{encoder}}/{{slide}}.h5",
         params:
-            weights=weights_argument(),
-            device=config["features"]["device"],
-            batch_size=config["features"]["batch_size"],
-            num_workers=config["features"]["num_workers"],
-            reader=config["features"]["reader"],
-            compile="--compile" if config["features"]["compile"] else "",
+            options=feature_options(),
         threads: config["features"]["threads"]
         resources:
             gpu=gpus(config["features"]["device"]),
@@ -29,10 +24,7 @@ if SLIDES_PER_JOB == 1:
             "../../envs/features.yaml"
         shell:
             "OMP_NUM_THREADS={threads} memamba features {input.slide:q} {input.coords:q} -o {output:q}"
-            " --encoder {wildcards.encoder} {params.weights} --device {params.device}"
-            " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
-            " --threads {threads}"
-            " {params.compile} > {log:q} 2>&1"
+            " --encoder {wildcards.encoder} {params.options} --threads {threads} > {log:q} 2>&1"
 
 else:
     # Several slides a job (features.slides_per_job): one rule per group of slides, whose job builds the
@@ -49,12 +41,7 @@ else:
                 [f"{OUT}/features/{_cohort}/{ENCODER}/{key}.h5" for key in _keys],
             params:
                 slides=slide_triples,
-                weights=weights_argument(),
-                device=config["features"]["device"],
-                batch_size=config["features"]["batch_size"],
-                num_workers=config["features"]["num_workers"],
-                reader=config["features"]["reader"],
-                compile="--compile" if config["features"]["compile"] else "",
+                options=feature_options(),
             threads: config["features"]["threads"]
             resources:
                 gpu=gpus(config["features"]["device"]),
@@ -68,10 +55,7 @@ else:
             shell:
                 "OMP_NUM_THREADS={threads} memamba features {params.slides}"
                 f" --encoder {ENCODER}"
-                " {params.weights} --device {params.device}"
-                " --batch-size {params.batch_size} --num-workers {params.num_workers} --reader {params.reader}"
-                " --threads {threads}"
-                " {params.compile} > {log:q} 2>&1"
+                " {params.options} --threads {threads} > {log:q} 2>&1"
 
 
 rule features_manifest:
