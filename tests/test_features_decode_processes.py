@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,28 @@ def test_decode_processes_flag_an_undecodable_tile_and_decode_the_rest(
     assert torch.equal(decoded[~torch.from_numpy(bad)], expected[~torch.from_numpy(bad)])
 
 
+def test_the_batch_sent_ahead_is_decoded_while_the_caller_works_and_an_unasked_one_is_dropped(
+    generated_svs: Path,  # noqa: F811
+) -> None:
+    pyramid = JpegTiffPyramid(generated_svs)
+    first, ahead, other = np.array([0, 1, 2, 3]), np.array([7, 8, 9, 10]), np.array([20, 21])
+    libjpeg = LibjpegDecoder(CPU)
+    decoder = ProcessLibjpegDecoder(CPU, processes=2)
+    try:
+        decoded, _ = decoder.decode(pyramid, 0, first, then=ahead)
+        worker = decoder.workers[0]
+        assert select.select([worker.process.stdout], [], [], 30)[0], "the batch sent ahead was not decoded"
+        written = worker.memories[1].tensor[: 2 * 256 * 256 * 3].view(2, 256, 256, 3).permute(0, 3, 1, 2)
+        expected_ahead = libjpeg.decode(pyramid, 0, ahead)[0]
+        assert torch.equal(written, expected_ahead[:2])  # its first process's slice, before it is asked for
+        assert torch.equal(decoded, libjpeg.decode(pyramid, 0, first)[0])
+        assert torch.equal(decoder.decode(pyramid, 0, ahead, then=ahead)[0], expected_ahead)
+        assert torch.equal(decoder.decode(pyramid, 0, other)[0], libjpeg.decode(pyramid, 0, other)[0])
+        assert torch.equal(decoder.decode(pyramid, 0, first)[0], libjpeg.decode(pyramid, 0, first)[0])
+    finally:
+        decoder.close()
+
+
 def test_a_failing_decode_process_names_the_slide_and_the_error(generated_svs: Path) -> None:  # noqa: F811
     pyramid = JpegTiffPyramid(generated_svs)
     decoder = ProcessLibjpegDecoder(CPU, processes=2)
@@ -77,18 +100,18 @@ def test_decode_processes_and_their_memory_are_reused_and_a_dead_one_is_replaced
     first = ProcessLibjpegDecoder(CPU, processes=2)
     first.decode(pyramid, 0, np.arange(3))
     kept, killed = first.workers
-    kept_memory, killed_memory = kept.memory, killed.memory
+    kept_memory, killed_memory = kept.memories[0], killed.memories[0]
     assert kept_memory is not None and killed_memory is not None and os.path.exists(killed_memory.path)
     killed.process.kill()
     killed.process.wait()
     first.close()
-    assert killed.memory is None and not os.path.exists(killed_memory.path)
+    assert killed.memories == [None, None] and not os.path.exists(killed_memory.path)
     second = ProcessLibjpegDecoder(CPU, processes=2)
     try:
         expected = LibjpegDecoder(CPU).decode(pyramid, 0, np.arange(4))[0]
         assert torch.equal(second.decode(pyramid, 0, np.arange(4))[0], expected)
         assert kept in second.workers and killed not in second.workers
-        assert kept.memory is kept_memory
+        assert kept.memories[0] is kept_memory
     finally:
         second.close()
 

@@ -18,7 +18,7 @@ from memamba.demo.svs import write_aperio_svs
 from memamba.errors import InputError
 from memamba.features.batches import BAND_ROWS, reading_order, tile_batches
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.decode_processes import processes_supported
+from memamba.features.decode_processes import ProcessLibjpegDecoder, processes_supported
 from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
@@ -167,6 +167,29 @@ def test_several_reader_threads_deliver_every_batch_in_order(generated_svs: Path
     expected = tile_patches(generated_svs, GENERATED_COORDS, 512, 256)
     assert [len(images) for images, _ in batches] == [2, 2, 1]
     assert torch.equal(torch.cat([images for images, _ in batches]), expected)
+
+
+class _CountedProcesses(ProcessLibjpegDecoder):
+    """Decode processes that count the batches their lane sent ahead."""
+
+    sent_ahead = 0
+
+    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray, then: np.ndarray | None = None):
+        self.sent_ahead += then is not None
+        return super().decode(pyramid, level, tile_ids, then)
+
+
+@pytest.mark.skipif(not processes_supported(), reason="decode processes share memory through Linux memfd")
+def test_lanes_of_decode_processes_send_the_next_batch_ahead_and_deliver_every_batch_in_order(
+    generated_svs: Path,
+) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 4)
+    fallback = SlidePatchDataset(generated_svs, coords, 512, 256, 224)
+    decoders = [_CountedProcesses(CPU, processes=2) for _ in range(2)]
+    lanes = [TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU, d) for d in decoders]
+    batches = list(tile_batches(lanes, fallback, 2))
+    assert torch.equal(torch.cat([images for images, _ in batches]), tile_patches(generated_svs, coords, 512, 256))
+    assert sum(decoder.sent_ahead for decoder in decoders) >= 5
 
 
 def test_patches_from_a_reduced_level_match_openslide(generated_svs: Path) -> None:

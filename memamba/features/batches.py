@@ -113,7 +113,8 @@ def tile_batches(
     listed), delivered in that order, read by `readers` ("lanes", each with its own file handle and
     decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
     unread batch when it is free, so faster lanes read more; at most BATCHES_AHEAD_PER_LANE batches per
-    lane are claimed and not yet consumed.
+    lane are claimed and not yet consumed. A lane whose decoder prefetches (decode processes) claims the
+    batch after the one it reads, so that its decoders start on it while it assembles this one.
     Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done."""
     readers = readers if isinstance(readers, list) else [readers]
     return _LaneScheduler(readers, fallback, batch_size, order).batches()
@@ -163,14 +164,18 @@ class _LaneScheduler:
         stream = torch.cuda.Stream(reader.device) if reader.device.type == "cuda" else None
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                while (number := self._claim()) is not None:
-                    indices = self.order[number * self.batch_size : (number + 1) * self.batch_size]
-                    batch = _reread_failed(*reader.read_batch(indices), indices, self.fallback)
+                number = self._claim()
+                while number is not None:
+                    following = self._claim(blocking=False) if reader.prefetches else None
+                    indices = self._indices(number)
+                    then = None if following is None else self._indices(following)
+                    batch = _reread_failed(*reader.read_batch(indices, then), indices, self.fallback)
                     if stream is not None:
                         wait_for_stream(stream)
                     with self.ready:
                         self.done[number] = batch
                         self.ready.notify_all()
+                    number = following if following is not None else self._claim()
         except BaseException as error:  # handed to the consumer, which re-raises it
             with self.ready:
                 self.errors.append(error)
@@ -178,12 +183,19 @@ class _LaneScheduler:
         finally:
             reader.close()
 
-    def _claim(self) -> int | None:
-        """The next unread batch number once fewer than the allowed batches wait; None when all are read."""
-        self.ahead.acquire()
+    def _claim(self, blocking: bool = True) -> int | None:
+        """The next unread batch number once fewer than the allowed batches wait; None when all are read
+        (or, not `blocking`, when as many batches wait as allowed: a lane claiming the batch after the one
+        it holds must not wait for the consumer, which may be waiting for the one it holds)."""
+        if not self.ahead.acquire(blocking=blocking):
+            return None
         with self.claiming:
             number = next(self.claims)
         return None if self.stop.is_set() or number >= self.n_batches else number
+
+    def _indices(self, number: int) -> np.ndarray:
+        """Rows of the coords in batch `number`."""
+        return self.order[number * self.batch_size : (number + 1) * self.batch_size]
 
 
 def _reread_failed(

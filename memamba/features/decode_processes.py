@@ -12,6 +12,7 @@ process and lent to one decoder at a time; `start_decode_processes` starts them 
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import itertools
 import mmap
@@ -20,6 +21,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,10 @@ from memamba.features.jpeg_decoders import checked_upsampling
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 
 _MEMORY_NAMES = itertools.count()
+
+OUTPUT_BUFFERS = 2
+"""Output memories per decode process, used in turn: a lane's next batch decodes into one while the GPU
+copies the last batch from the other (see `ProcessLibjpegDecoder.decode`'s `then`)."""
 
 
 def processes_supported() -> bool:
@@ -67,7 +73,7 @@ class SharedHostMemory:
 
 class DecodeProcess:
     """One decode process (`memamba.features.decode_worker.main` in a fresh Python), its request pipe and
-    the shared memory it decodes into (kept, and mapped once, for the life of the process)."""
+    the OUTPUT_BUFFERS shared memories it decodes into (kept, and mapped once, for the life of the process)."""
 
     def __init__(self) -> None:
         package_root = str(Path(__file__).resolve().parents[2])  # last on its path: it shadows nothing
@@ -80,16 +86,17 @@ class DecodeProcess:
             stdout=subprocess.PIPE,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
-        self.memory: SharedHostMemory | None = None
+        self.memories: list[SharedHostMemory | None] = [None] * OUTPUT_BUFFERS
 
-    def output(self, size: int, pin: bool) -> SharedHostMemory:
-        """This process's output memory: at least `size` bytes, pinned if `pin`; replaced (a quarter
+    def output(self, slot: int, size: int, pin: bool) -> SharedHostMemory:
+        """This process's output memory `slot`: at least `size` bytes, pinned if `pin`; replaced (a quarter
         larger than asked) when smaller or unpinned. No copy from it may still be running."""
-        if self.memory is None or self.memory.size < size or (pin and not self.memory.pinned):
-            if self.memory is not None:
-                self.memory.close()
-            self.memory = SharedHostMemory(max(1, size + size // 4), pin)
-        return self.memory
+        memory = self.memories[slot]
+        if memory is None or memory.size < size or (pin and not memory.pinned):
+            if memory is not None:
+                memory.close()
+            memory = self.memories[slot] = SharedHostMemory(max(1, size + size // 4), pin)
+        return memory
 
     def send(self, request: DecodeRequest | None) -> None:
         """Send a request (a process that has exited is reported by `receive`)."""
@@ -133,9 +140,10 @@ class DecodeProcess:
             self.process.kill()
             self.process.wait()
         self.process.stdout.close()
-        if self.memory is not None:
-            self.memory.close()
-            self.memory = None
+        for memory in self.memories:
+            if memory is not None:
+                memory.close()
+        self.memories = [None] * OUTPUT_BUFFERS
 
 
 class _IdleProcesses:
@@ -186,28 +194,63 @@ def start_decode_processes(count: int) -> None:
     _IDLE.start(count)
 
 
+@dataclass(frozen=True)
+class _Submitted:
+    """A batch of tiles sent to the decode processes: tiles `tile_ids` of `level` of `slide`, cut into
+    `slices` (positions in `tile_ids`, one per process from the first), decoding into output `slot`."""
+
+    slide: Path
+    level: int
+    tile_ids: np.ndarray
+    slices: list[np.ndarray]
+    slot: int
+
+    def same(self, slide: Path, level: int, tile_ids: np.ndarray) -> bool:
+        return self.slide == slide and self.level == level and np.array_equal(self.tile_ids, tile_ids)
+
+
 class ProcessLibjpegDecoder:
     """libjpeg-turbo on `processes` decode processes lent to it: each decodes a slice of the batch into
     its own shared memory (pinned on CUDA), copied from there into one tensor on `device`. Output as
-    `LibjpegDecoder`'s with the same upsampling."""
+    `LibjpegDecoder`'s with the same upsampling.
+
+    `decode(..., then=next_tile_ids)` sends the next batch to the processes before it waits for this
+    one, so they decode it while the caller copies, assembles and hands over this one."""
 
     name = "libjpeg-processes"
+    prefetches = True
 
     def __init__(self, device: torch.device, processes: int, upsampling: str = "fancy") -> None:
         self.device = torch.device(device)
         self.upsampling = checked_upsampling(upsampling)
         self.workers = _IDLE.lend(max(1, processes))
-        self._copying = HostMemoryInUse()
+        self._copying = [HostMemoryInUse() for _ in range(OUTPUT_BUFFERS)]
+        self._submitted: collections.deque[_Submitted] = collections.deque()
+        self._slots = itertools.cycle(range(OUTPUT_BUFFERS))
 
-    def decode(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    def decode(
+        self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray, then: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """(uint8 [T, 3, h, w] on the device, bool [T] undecodable) of tiles `tile_ids` of `level`; with
+        `then`, the tile ids the next call will ask for (of the same level), sent ahead."""
+        ahead = self._submitted.popleft() if self._submitted else None
+        if ahead is not None and not ahead.same(pyramid.path, level, tile_ids):
+            self._collect(ahead, pyramid)  # sent ahead for a batch not asked for after all: dropped
+            ahead = None
+        current = ahead or self._submit(pyramid, level, tile_ids)
+        if then is not None:
+            self._submitted.append(self._submit(pyramid, level, then))
+        return self._collect(current, pyramid)
+
+    def _submit(self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray) -> _Submitted:
+        """Send tiles `tile_ids` to the processes, into the next output slot once the GPU has copied it."""
         layout = pyramid.levels[level]
-        tile_shape = (layout.tile_height, layout.tile_width, 3)
-        tile_bytes = int(np.prod(tile_shape))
-        self._copying.wait()  # the processes' memory is written again below
+        tile_bytes = layout.tile_height * layout.tile_width * 3
+        slot = next(self._slots)
+        self._copying[slot].wait()  # the slot's memory is written again below
         slices = [part for part in np.array_split(np.arange(len(tile_ids)), len(self.workers)) if len(part)]
-        on_cuda = self.device.type == "cuda"
         for worker, part in zip(self.workers, slices, strict=False):
-            memory = worker.output(len(part) * tile_bytes, pin=on_cuda)
+            memory = worker.output(slot, len(part) * tile_bytes, pin=self.device.type == "cuda")
             worker.send(
                 DecodeRequest(
                     slide=pyramid.path,
@@ -219,21 +262,32 @@ class ProcessLibjpegDecoder:
                     replicate_chroma=self.upsampling == "replicate",
                 )
             )
-        answers = [worker.receive() for worker, _ in zip(self.workers, slices, strict=False)]
+        return _Submitted(pyramid.path, level, np.asarray(tile_ids).copy(), slices, slot)
+
+    def _collect(self, submitted: _Submitted, pyramid: JpegTiffPyramid) -> tuple[torch.Tensor, np.ndarray]:
+        """Wait for the processes' answers to `submitted` and copy its tiles to the device."""
+        layout = pyramid.levels[submitted.level]
+        tile_shape = (layout.tile_height, layout.tile_width, 3)
+        tile_bytes = int(np.prod(tile_shape))
+        answers = [worker.receive() for worker, _ in zip(self.workers, submitted.slices, strict=False)]
         for answer in answers:
             if isinstance(answer, str):
                 raise RuntimeError(f"{pyramid.path}: {answer}")
-        tiles = torch.empty((len(tile_ids), *tile_shape), dtype=torch.uint8, device=self.device)
-        for worker, part in zip(self.workers, slices, strict=False):
-            decoded = worker.memory.tensor[: len(part) * tile_bytes].view(len(part), *tile_shape)
+        on_cuda = self.device.type == "cuda"
+        tiles = torch.empty((len(submitted.tile_ids), *tile_shape), dtype=torch.uint8, device=self.device)
+        for worker, part in zip(self.workers, submitted.slices, strict=False):
+            memory = worker.memories[submitted.slot]
+            decoded = memory.tensor[: len(part) * tile_bytes].view(len(part), *tile_shape)
             tiles[int(part[0]) : int(part[-1]) + 1].copy_(decoded, non_blocking=on_cuda)
         if on_cuda:
-            self._copying.mark()
+            self._copying[submitted.slot].mark()
         bad = np.concatenate(answers) if answers else np.zeros(0, dtype=bool)
         return tiles.permute(0, 3, 1, 2), bad
 
     def close(self) -> None:
-        """Give the decode processes back."""
-        self._copying.wait()
+        """Give the decode processes back (answers to batches sent ahead and never asked for are dropped)."""
+        for copying in self._copying:
+            copying.wait()
+        self._submitted.clear()
         _IDLE.take_back(self.workers)
         self.workers = []

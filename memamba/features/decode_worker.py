@@ -2,13 +2,14 @@
 and the loop of a decode process (`main`).
 
 A decode process serves one lane at a time. It reads `DecodeRequest`s (pickled) from stdin, decodes the
-tiles straight into the lane's shared memory and answers each request on stdout with the bool [T]
-undecodable flags, or with a `DecodeFailure`. A `None` request (the lane is done) closes the slide and is
-answered with `None`. It exits when stdin closes.
+tiles straight into the shared memory the request names (one of the lane's output buffers) and answers
+each request on stdout with the bool [T] undecodable flags, or with a `DecodeFailure`. A `None` request
+(the lane is done) closes the slide and is answered with `None`. It exits when stdin closes.
 """
 
 from __future__ import annotations
 
+import collections
 import mmap
 import pickle
 import sys
@@ -19,6 +20,9 @@ from typing import BinaryIO
 import numpy as np
 
 from memamba.features.jpeg_tiles import JpegTiffPyramid
+
+MAPPED_MEMORIES = 2
+"""Shared memories a decode process keeps mapped: its lane's output buffers, used in turn."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,12 @@ def decode_into(
 
 
 class _Worker:
-    """The state of a decode process: the slide it reads and the shared memory it writes."""
+    """The state of a decode process: the slide it reads and the shared memories it writes (the lane's
+    output buffers, mapped once each; the least recently used one unmapped beyond MAPPED_MEMORIES)."""
 
     def __init__(self) -> None:
         self.pyramid: JpegTiffPyramid | None = None
-        self.memory_name = ""
-        self.memory: mmap.mmap | None = None
+        self.memories: collections.OrderedDict[str, mmap.mmap] = collections.OrderedDict()
 
     def forget(self) -> None:
         """Close the slide of the last lane."""
@@ -81,21 +85,26 @@ class _Worker:
             self.pyramid.close()
         self.pyramid = None
 
+    def memory(self, request: DecodeRequest) -> mmap.mmap:
+        """The request's shared memory, mapped on first use."""
+        if request.memory in self.memories:
+            self.memories.move_to_end(request.memory)
+            return self.memories[request.memory]
+        while len(self.memories) >= MAPPED_MEMORIES:
+            self.memories.popitem(last=False)[1].close()
+        with open(request.memory_path, "r+b") as memory_file:
+            mapped = self.memories[request.memory] = mmap.mmap(memory_file.fileno(), request.memory_size)
+        return mapped
+
     def serve(self, request: DecodeRequest) -> np.ndarray:
         """bool [T] undecodable flags of the request's tiles, decoded into its shared memory."""
         if self.pyramid is None or self.pyramid.path != Path(request.slide):
             if self.pyramid is not None:
                 self.pyramid.close()
             self.pyramid = JpegTiffPyramid(Path(request.slide))
-        if request.memory != self.memory_name:
-            if self.memory is not None:
-                self.memory.close()
-            with open(request.memory_path, "r+b") as memory_file:
-                self.memory = mmap.mmap(memory_file.fileno(), request.memory_size)
-            self.memory_name = request.memory
         layout = self.pyramid.levels[request.level]
         shape = (len(request.tile_ids), layout.tile_height, layout.tile_width, 3)
-        pixels = np.frombuffer(self.memory, dtype=np.uint8, count=int(np.prod(shape)))
+        pixels = np.frombuffer(self.memory(request), dtype=np.uint8, count=int(np.prod(shape)))
         bad = np.zeros(len(request.tile_ids), dtype=bool)
         decode_into(self.pyramid, request.level, request.tile_ids, pixels.reshape(shape), bad, request.replicate_chroma)
         return bad

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +21,24 @@ from memamba.features.jpeg_tiles import JpegTiffPyramid
 logger = logging.getLogger(__name__)
 
 _WHITE = 255
+
+
+class _TileGrid(NamedTuple):
+    """The tiles of a batch of B patches: level pixel `origins` int64 [B, 2], the patches' offsets into
+    their first tile (`offset_x`, `offset_y`, [B]), the tile rows and columns a patch spans, `slots` int64
+    [B, rows, cols] into `unique_ids` (the batch's tile numbers, sorted; −1 for outside the level)."""
+
+    origins: np.ndarray
+    offset_x: np.ndarray
+    offset_y: np.ndarray
+    n_cols: int
+    n_rows: int
+    slots: np.ndarray
+    unique_ids: np.ndarray
+
+    @property
+    def valid_ids(self) -> np.ndarray:
+        return self.unique_ids[self.unique_ids >= 0]
 
 
 class TilePatchReader:
@@ -64,8 +83,32 @@ class TilePatchReader:
     def __len__(self) -> int:
         return len(self.coords)
 
-    def read_batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(uint8 [B, 3, S, S] on the device, bool [B] failed) of the patches `indices`."""
+    @property
+    def prefetches(self) -> bool:
+        """Whether `read_batch(..., then=...)` sends the next batch's tiles to the decoder ahead."""
+        return bool(getattr(self.decoder, "prefetches", False))
+
+    def read_batch(self, indices: np.ndarray, then: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 [B, 3, S, S] on the device, bool [B] failed) of the patches `indices`; `then`: the patches
+        of the next call, whose tiles a prefetching decoder starts on before this batch is assembled."""
+        layout = self.pyramid.levels[self.level]
+        grid = self._tile_grid(indices)
+        following = self._tile_grid(then).valid_ids if then is not None and self.prefetches else None
+        tiles, bad_tiles = self._decode(grid.valid_ids, following)
+        tile_w, tile_h = layout.tile_width, layout.tile_height
+        white = torch.full((1, 3, tile_h, tile_w), _WHITE, dtype=torch.uint8, device=self.device)
+        if grid.unique_ids[0] < 0:
+            tiles = torch.cat([white, tiles])
+            bad_tiles = np.concatenate([[False], bad_tiles])
+        batch = len(grid.origins)
+        failed = torch.from_numpy(bad_tiles[grid.slots].reshape(batch, -1).any(axis=1))
+        mosaic = tiles[torch.from_numpy(grid.slots).to(self.device)]
+        mosaic = mosaic.permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, grid.n_rows * tile_h, grid.n_cols * tile_w)
+        patches = self._crop(mosaic, grid.offset_x, grid.offset_y, grid.origins, layout.width, layout.height)
+        return self._resize(patches), failed
+
+    def _tile_grid(self, indices: np.ndarray) -> _TileGrid:
+        """Which tiles the patches `indices` cover, and where the patches lie in them."""
         layout = self.pyramid.levels[self.level]
         origins = self._origins[np.asarray(indices)]
         size, tile_w, tile_h = self.size, layout.tile_width, layout.tile_height
@@ -78,23 +121,15 @@ class TilePatchReader:
         inside = (cols >= 0) & (cols < layout.tiles_across) & (rows >= 0) & (rows < layout.tiles_down)
         tile_ids = np.where(inside, rows * layout.tiles_across + cols, -1)
         unique_ids, slots = np.unique(tile_ids, return_inverse=True)
-        slots = slots.reshape(tile_ids.shape)
-        valid_ids = unique_ids[unique_ids >= 0]
-        tiles, bad_tiles = self._decode(valid_ids)
-        white = torch.full((1, 3, tile_h, tile_w), _WHITE, dtype=torch.uint8, device=self.device)
-        if unique_ids[0] < 0:
-            tiles = torch.cat([white, tiles])
-            bad_tiles = np.concatenate([[False], bad_tiles])
-        failed = torch.from_numpy(bad_tiles[slots].reshape(len(origins), -1).any(axis=1))
-        mosaic = tiles[torch.from_numpy(slots).to(self.device)]
-        batch = len(origins)
-        mosaic = mosaic.permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, n_rows * tile_h, n_cols * tile_w)
-        patches = self._crop(mosaic, offset_x, offset_y, origins, layout.width, layout.height)
-        return self._resize(patches), failed
+        return _TileGrid(origins, offset_x, offset_y, n_cols, n_rows, slots.reshape(tile_ids.shape), unique_ids)
 
-    def _decode(self, tile_ids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """(uint8 [T, 3, th, tw] on the device, bool [T] undecodable) of the tiles `tile_ids`."""
-        tiles, bad = self.decoder.decode(self.pyramid, self.level, tile_ids)
+    def _decode(self, tile_ids: np.ndarray, then: np.ndarray | None) -> tuple[torch.Tensor, np.ndarray]:
+        """(uint8 [T, 3, th, tw] on the device, bool [T] undecodable) of the tiles `tile_ids`; `then`: the
+        tiles of the next call, for a prefetching decoder."""
+        if then is None:
+            tiles, bad = self.decoder.decode(self.pyramid, self.level, tile_ids)
+        else:
+            tiles, bad = self.decoder.decode(self.pyramid, self.level, tile_ids, then=then)
         for index in np.flatnonzero(bad):
             logger.warning("%s: tile %d of level %d cannot be decoded", self.slide_path, tile_ids[index], self.level)
         return tiles.to(self.device, non_blocking=True), bad
