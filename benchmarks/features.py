@@ -206,11 +206,12 @@ def model_ceiling(
 
 
 def openslide_ceiling(slide: Path, coords: np.ndarray, workers: int) -> float:
-    """patches/s of the OpenSlide reader on `workers` processes, no model (worker start-up included); the
-    median of three passes (single passes spread by ±10 %)."""
+    """patches/s of the OpenSlide reader on `workers` processes, no model (worker start-up included), in
+    batches of the largest end-to-end batch (so its workers read pieces as large as there); the median of
+    three passes (single passes spread by ±10 %)."""
     dataset = SlidePatchDataset(slide, coords, PATCH_LEVEL0, READ_SIZE, 224)
-    cpu = torch.device("cpu")
-    return rate(lambda: sum(len(images) for images, _ in openslide_batches(dataset, cpu, 64, workers)), cpu, 3)
+    cpu, batch = torch.device("cpu"), max(MODEL_BATCH.values())
+    return rate(lambda: sum(len(images) for images, _ in openslide_batches(dataset, cpu, batch, workers)), cpu, 3)
 
 
 def cpu_decode_ceiling(
