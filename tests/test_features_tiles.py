@@ -192,6 +192,19 @@ def test_lanes_of_decode_processes_send_the_next_batch_ahead_and_deliver_every_b
     assert sum(decoder.sent_ahead for decoder in decoders) >= 5
 
 
+@pytest.mark.skipif(not processes_supported(), reason="decode processes share memory through Linux memfd")
+def test_a_consumer_that_stops_early_ends_every_lane_and_gives_its_decode_processes_back(generated_svs: Path) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 8)
+    fallback = SlidePatchDataset(generated_svs, coords, 512, 256, 224)
+    decoders = [_CountedProcesses(CPU, processes=1) for _ in range(3)]
+    lanes = [TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU, d) for d in decoders]
+    batches = tile_batches(lanes, fallback, 2)
+    next(batches)
+    time.sleep(0.5)  # the lanes claim and read ahead up to their limit
+    batches.close()
+    assert all(decoder.workers == [] for decoder in decoders)
+
+
 def test_patches_from_a_reduced_level_match_openslide(generated_svs: Path) -> None:
     expected = openslide_patches(generated_svs, GENERATED_COORDS[:3], 1024, 256)
     assert_close_images(tile_patches(generated_svs, GENERATED_COORDS[:3], 1024, 256), expected, mean=1.0, worst=40)

@@ -187,8 +187,8 @@ class _LaneScheduler:
         """The next unread batch number once fewer than the allowed batches wait; None when all are read
         (or, not `blocking`, when as many batches wait as allowed: a lane claiming the batch after the one
         it holds must not wait for the consumer, which may be waiting for the one it holds)."""
-        if not self.ahead.acquire(blocking=blocking):
-            return None
+        if self.stop.is_set() or not self.ahead.acquire(blocking=blocking):
+            return None  # once stopped, a lane takes no permit: each one blocked already is released once
         with self.claiming:
             number = next(self.claims)
         return None if self.stop.is_set() or number >= self.n_batches else number
