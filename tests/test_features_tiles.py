@@ -16,7 +16,7 @@ from test_features import write_coords
 
 from memamba.demo.svs import write_aperio_svs
 from memamba.errors import InputError
-from memamba.features.batches import BAND_ROWS, leave_to_faster_lanes, reading_order, tile_batches
+from memamba.features.batches import BAND_ROWS, reading_order, tile_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder, processes_supported
 from memamba.features.extract import extract_features
@@ -158,15 +158,6 @@ def test_a_slides_lanes_parse_it_once_and_each_read_through_its_own_handle(gener
     assert not failed.any() and torch.equal(images, tile_patches(generated_svs, GENERATED_COORDS, 512, 256))
     for lane in lanes[1:]:
         lane.close()
-
-
-def test_near_the_end_a_slow_lane_leaves_the_last_batches_to_faster_ones_but_the_fastest_never_does() -> None:
-    seconds = [0.060, 0.026, None]  # a libjpeg lane, an nvJPEG lane, a lane yet to finish a batch
-    assert leave_to_faster_lanes(0, seconds, unclaimed=2)  # the nvJPEG lane reads 2 in the time of one
-    assert not leave_to_faster_lanes(0, seconds, unclaimed=3)
-    assert not any(leave_to_faster_lanes(lane, seconds, unclaimed=1) for lane in (1, 2))
-    assert not leave_to_faster_lanes(0, [0.060, 0.045], unclaimed=1)  # not ENDGAME_MARGIN times faster
-    assert not any(leave_to_faster_lanes(lane, [0.03, 0.03], unclaimed=1) for lane in (0, 1))
 
 
 def test_several_reader_threads_deliver_every_batch_in_order(generated_svs: Path) -> None:

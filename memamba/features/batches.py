@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -37,10 +37,6 @@ then covers a block of 8 × 16 patches. At 40× (0.2525 µm/px, as most of TCGA)
 px, off the 256-px tile grid, so neighbouring patches share tiles, and each batch decodes each tile it
 needs once: over a 100,000-px-wide round piece of tissue, batches of 128 rows in the grid's own row-major
 order decode 5.9 tiles a patch, batches of 8-row bands 4.3 (4 rows: 4.5; 16: 4.3)."""
-ENDGAME_MARGIN = 1.5
-"""Near the end of a slide, a lane at least this many times slower a batch than another lane leaves the
-last batches to the faster lanes when they would finish all of them before it finishes one (a libjpeg
-lane's batch took 60 ms, an nvJPEG lane's 26, and the slide's pass waits for its last batch)."""
 PIECES_PER_WORKER = 4
 """DataLoader workers read a slide in pieces, at least this many per worker, which the main process joins
 into encoder batches. With a whole encoder batch per worker, a slide with fewer batches than workers (or
@@ -118,8 +114,7 @@ def tile_batches(
     decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
     unread batch when it is free, so faster lanes read more; at most BATCHES_AHEAD_PER_LANE batches per
     lane are claimed and not yet consumed. A lane whose decoder prefetches (decode processes) claims the
-    batch after the one it reads, so that its decoders start on it while it assembles this one. Near the
-    end, slow lanes leave the last batches to faster ones (`leave_to_faster_lanes`).
+    batch after the one it reads, so that its decoders start on it while it assembles this one.
     Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done."""
     readers = readers if isinstance(readers, list) else [readers]
     return _LaneScheduler(readers, fallback, batch_size, order).batches()
@@ -135,8 +130,7 @@ class _LaneScheduler:
         self.n_patches = len(readers[0])
         self.order = np.arange(self.n_patches) if order is None else np.asarray(order, dtype=np.int64)
         self.n_batches = -(-self.n_patches // batch_size)
-        self.next_claim = 0
-        self.seconds: list[float | None] = [None] * len(readers)
+        self.claims = itertools.count()
         self.claiming = threading.Lock()
         self.ahead = threading.Semaphore(BATCHES_AHEAD_PER_LANE * len(readers))
         self.ready = threading.Condition()
@@ -145,7 +139,7 @@ class _LaneScheduler:
         self.stop = threading.Event()
 
     def batches(self) -> Iterator[Batch]:
-        lanes = [threading.Thread(target=self._lane, args=item, daemon=True) for item in enumerate(self.readers)]
+        lanes = [threading.Thread(target=self._lane, args=(reader,), daemon=True) for reader in self.readers]
         for lane in lanes:
             lane.start()
         try:
@@ -166,14 +160,13 @@ class _LaneScheduler:
             for lane in lanes:
                 lane.join(timeout=10)
 
-    def _lane(self, lane: int, reader: TilePatchReader) -> None:
+    def _lane(self, reader: TilePatchReader) -> None:
         stream = torch.cuda.Stream(reader.device) if reader.device.type == "cuda" else None
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                number = self._claim(lane)
+                number = self._claim()
                 while number is not None:
-                    start = time.perf_counter()
-                    following = self._claim(lane, blocking=False) if reader.prefetches else None
+                    following = self._claim(blocking=False) if reader.prefetches else None
                     indices = self._indices(number)
                     then = None if following is None else self._indices(following)
                     batch = _reread_failed(*reader.read_batch(indices, then), indices, self.fallback)
@@ -182,8 +175,7 @@ class _LaneScheduler:
                     with self.ready:
                         self.done[number] = batch
                         self.ready.notify_all()
-                    self._clock(lane, time.perf_counter() - start)
-                    number = following if following is not None else self._claim(lane)
+                    number = following if following is not None else self._claim()
         except BaseException as error:  # handed to the consumer, which re-raises it
             with self.ready:
                 self.errors.append(error)
@@ -191,41 +183,19 @@ class _LaneScheduler:
         finally:
             reader.close()
 
-    def _claim(self, lane: int, blocking: bool = True) -> int | None:
-        """The next unread batch number for `lane` once fewer than the allowed batches wait; None when all
-        are read, when faster lanes would finish the rest sooner (`leave_to_faster_lanes`), or, not
-        `blocking`, when as many batches wait as allowed: a lane claiming the batch after the one it
-        holds must not wait for the consumer, which may be waiting for the one it holds."""
+    def _claim(self, blocking: bool = True) -> int | None:
+        """The next unread batch number once fewer than the allowed batches wait; None when all are read
+        (or, not `blocking`, when as many batches wait as allowed: a lane claiming the batch after the one
+        it holds must not wait for the consumer, which may be waiting for the one it holds)."""
         if self.stop.is_set() or not self.ahead.acquire(blocking=blocking):
             return None  # once stopped, a lane takes no permit: each one blocked already is released once
         with self.claiming:
-            number = self.next_claim
-            if number < self.n_batches and leave_to_faster_lanes(lane, self.seconds, self.n_batches - number):
-                self.ahead.release()
-                return None
-            self.next_claim += 1
+            number = next(self.claims)
         return None if self.stop.is_set() or number >= self.n_batches else number
-
-    def _clock(self, lane: int, seconds: float) -> None:
-        """Fold a batch's `seconds` into the lane's running time a batch."""
-        with self.claiming:
-            last = self.seconds[lane]
-            self.seconds[lane] = seconds if last is None else 0.7 * last + 0.3 * seconds
 
     def _indices(self, number: int) -> np.ndarray:
         """Rows of the coords in batch `number`."""
         return self.order[number * self.batch_size : (number + 1) * self.batch_size]
-
-
-def leave_to_faster_lanes(lane: int, seconds: list[float | None], unclaimed: int) -> bool:
-    """Whether `lane` should leave the `unclaimed` last batches to lanes at least ENDGAME_MARGIN times
-    faster (`seconds`: each lane's time a batch, None before its first): they would read all of them in
-    the time it takes for one. The fastest lane never leaves a batch, so every batch is read."""
-    mine = seconds[lane]
-    if mine is None:
-        return False
-    faster = [other for other in seconds if other is not None and other * ENDGAME_MARGIN <= mine]
-    return sum(int(mine // other) for other in faster) >= unclaimed
 
 
 def _reread_failed(
