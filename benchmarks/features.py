@@ -184,11 +184,11 @@ def encoder(name: str) -> torch.nn.Module:
     return build_encoder(get_encoder_spec(name), None, allow_random_weights=True)[0]
 
 
-def model_ceiling(
+def model_pass(
     name: str, device: torch.device, compiled: bool, n_batches: int = 20, batch_size: int | None = None
-) -> float:
-    """img/s of the encoder alone on random uint8 batches already on the GPU (normalisation included),
-    in batches of `batch_size` (default CEILING_BATCH)."""
+) -> Callable[[], int]:
+    """One pass (returning its images) of the encoder alone on random uint8 batches already on the GPU
+    (normalisation included), in batches of `batch_size` (default CEILING_BATCH)."""
     spec, model = get_encoder_spec(name), encoder(name)
     batch_size = batch_size or (CEILING_BATCH[name] if device.type == "cuda" else 8)
     n_batches = n_batches if device.type == "cuda" else 2
@@ -202,7 +202,15 @@ def model_ceiling(
         encode_patches(model, spec, batches(), batch_size * n_batches, device, compile_model=compiled)
         return batch_size * n_batches
 
-    work()  # warm-up (and compilation)
+    return work
+
+
+def model_ceiling(
+    name: str, device: torch.device, compiled: bool, n_batches: int = 20, batch_size: int | None = None
+) -> float:
+    """img/s of `model_pass` (after a warm-up pass, which compiles)."""
+    work = model_pass(name, device, compiled, n_batches, batch_size)
+    work()
     return rate(work, device)
 
 
@@ -336,14 +344,47 @@ def reader_batches(
     return patch_batches(reader, dataset, device, batch_size, workers, threads, compiled_encoder=compiled)[1]
 
 
-def reader_ceiling(slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int) -> float:
-    """patches/s of a reader configuration alone (no model; worker start-up included)."""
+def reader_pass(
+    slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int, compiled: bool = False
+) -> Callable[[], int]:
+    """One pass (returning its patches) of a reader configuration alone, no model (worker start-up
+    included), planned for a `compiled` encoder or an eager one."""
 
     def work() -> int:
-        return sum(len(images) for images, _ in reader_batches(slide, coords, device, config, batch_size, 224))
+        batches = reader_batches(slide, coords, device, config, batch_size, 224, compiled)
+        return sum(len(images) for images, _ in batches)
 
+    return work
+
+
+def reader_ceiling(slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int) -> float:
+    """patches/s of `reader_pass` (after a warm-up pass)."""
+    work = reader_pass(slide, coords, device, config, batch_size)
     work()
     return rate(work, device, repeats=passes(config))
+
+
+def end_to_end_pass(
+    name: str,
+    slide: Path,
+    coords: np.ndarray,
+    device: torch.device,
+    config: Config,
+    batch_size: int,
+    compiled: bool = False,
+    patch_level0: int = PATCH_LEVEL0,
+) -> Callable[[], int]:
+    """One pass (returning its patches) of reading + encoding every patch (`patch_level0` px at level 0;
+    features on the host) with memamba's fast settings, the encoder eager or `compiled` (torch.compile);
+    worker start-up included."""
+    spec, model = get_encoder_spec(name), encoder(name)
+
+    def work() -> int:
+        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size, compiled, patch_level0)
+        features, _ = encode_patches(model, spec, batches, len(coords), device, compile_model=compiled)
+        return len(features)
+
+    return work
 
 
 def end_to_end(
@@ -356,16 +397,9 @@ def end_to_end(
     compiled: bool = False,
     patch_level0: int = PATCH_LEVEL0,
 ) -> float:
-    """patches/s of reading + encoding every patch (`patch_level0` px at level 0; features on the host)
-    with memamba's fast settings, the encoder eager or `compiled` (torch.compile); worker start-up
-    included (after one warm-up pass, so the page cache is warm and the graph compiled)."""
-    spec, model = get_encoder_spec(name), encoder(name)
-
-    def work() -> int:
-        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size, compiled, patch_level0)
-        features, _ = encode_patches(model, spec, batches, len(coords), device, compile_model=compiled)
-        return len(features)
-
+    """patches/s of `end_to_end_pass`, after one warm-up pass (so the page cache is warm and the graph
+    compiled)."""
+    work = end_to_end_pass(name, slide, coords, device, config, batch_size, compiled, patch_level0)
     work()
     return rate(work, device, repeats=passes(config))
 

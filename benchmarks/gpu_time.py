@@ -21,23 +21,21 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks.features import (
     CEILING_BATCH,
     MODEL_BATCH,
     PATCH_LEVEL0,
-    encoder,
+    end_to_end_pass,
+    model_pass,
     patch_grid,
-    reader_batches,
+    reader_pass,
     write_synthetic_svs,
 )
-from memamba.features.extract import encode_patches
-from memamba.features.registry import get_encoder_spec
 
 ENCODER = "resnet50_trunc"
 GPU_WORK = ("kernel", "gpu_memcpy", "gpu_memset")
@@ -69,50 +67,8 @@ def profiled(work: Callable[[], int], folder: Path) -> dict[str, float]:
         seconds = time.perf_counter() - start
     trace = folder / "trace.json"
     profiler.export_chrome_trace(str(trace))
-    return {
-        "rate": patches / seconds,
-        "kernels": busy_microseconds(trace, ("kernel",)) / patches,
-        "gpu": busy_microseconds(trace, GPU_WORK) / patches,
-        "busy": busy_microseconds(trace, GPU_WORK) / 1e6 / seconds,
-    }
-
-
-def model_pass(device: torch.device, batch_size: int, compiled: bool, n_batches: int = 40) -> Callable[[], int]:
-    """One pass of the encoder alone over `n_batches` random uint8 batches already on the GPU."""
-    spec, model = get_encoder_spec(ENCODER), encoder(ENCODER)
-    images = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, device=device)
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for _ in range(n_batches):
-            yield images, torch.zeros(batch_size, dtype=torch.bool)
-
-    def work() -> int:
-        return len(encode_patches(model, spec, batches(), batch_size * n_batches, device, compile_model=compiled)[0])
-
-    return work
-
-
-def reader_pass(slide: Path, coords: np.ndarray, device: torch.device, compiled: bool) -> Callable[[], int]:
-    """One pass of the tiles reader alone, its lanes planned for a `compiled` encoder or an eager one."""
-    config = ("tiles", 0, os.cpu_count() or 1)
-
-    def work() -> int:
-        batches = reader_batches(slide, coords, device, config, MODEL_BATCH[ENCODER], 224, compiled)
-        return sum(len(images) for images, _ in batches)
-
-    return work
-
-
-def end_to_end_pass(slide: Path, coords: np.ndarray, device: torch.device, compiled: bool) -> Callable[[], int]:
-    """One pass of reading and encoding every patch, as `memamba features` does."""
-    spec, model = get_encoder_spec(ENCODER), encoder(ENCODER)
-    config = ("tiles", 0, os.cpu_count() or 1)
-
-    def work() -> int:
-        batches = reader_batches(slide, coords, device, config, MODEL_BATCH[ENCODER], 224, compiled)
-        return len(encode_patches(model, spec, batches, len(coords), device, compile_model=compiled)[0])
-
-    return work
+    kernels, gpu = busy_microseconds(trace, ("kernel",)), busy_microseconds(trace, GPU_WORK)
+    return {"rate": patches / seconds, "kernels": kernels / patches, "gpu": gpu / patches, "busy": gpu / 1e6 / seconds}
 
 
 def main() -> None:
@@ -123,19 +79,22 @@ def main() -> None:
     device = torch.device("cuda", 0)
     torch.backends.cudnn.benchmark = True
     batch, ceiling_batch = MODEL_BATCH[ENCODER], CEILING_BATCH[ENCODER]
+    config = ("tiles", 0, os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         slide = folder / "synthetic_40x.svs"
         write_synthetic_svs(slide, args.slide_size)
         coords = patch_grid(args.slide_size, args.slide_size, PATCH_LEVEL0)
         passes = {
-            f"encoder alone, eager, batch {batch}": model_pass(device, batch, False),
-            f"encoder alone, eager, batch {ceiling_batch}": model_pass(device, ceiling_batch, False),
-            f"encoder alone, torch.compile, batch {batch}": model_pass(device, batch, True),
-            "tiles reader alone, planned for an eager encoder": reader_pass(slide, coords, device, False),
-            "tiles reader alone, planned for a compiled encoder": reader_pass(slide, coords, device, True),
-            "end to end, eager": end_to_end_pass(slide, coords, device, False),
-            "end to end, torch.compile": end_to_end_pass(slide, coords, device, True),
+            f"encoder alone, eager, batch {batch}": model_pass(ENCODER, device, False, 40, batch),
+            f"encoder alone, eager, batch {ceiling_batch}": model_pass(ENCODER, device, False, 40, ceiling_batch),
+            f"encoder alone, torch.compile, batch {batch}": model_pass(ENCODER, device, True, 40, batch),
+            "tiles reader alone, planned for an eager encoder": reader_pass(slide, coords, device, config, batch),
+            "tiles reader alone, planned for a compiled encoder": reader_pass(
+                slide, coords, device, config, batch, compiled=True
+            ),
+            "end to end, eager": end_to_end_pass(ENCODER, slide, coords, device, config, batch),
+            "end to end, torch.compile": end_to_end_pass(ENCODER, slide, coords, device, config, batch, True),
         }
         rows = {label: profiled(work, folder) for label, work in passes.items()}
     lines = [
