@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.features import PATCH_LEVEL0, patch_grid, write_synthetic_svs
+from benchmarks.features import PATCH_LEVEL0, patch_grid, publish, write_synthetic_svs
 from benchmarks.two_gpus import write_grid
 from memamba.features.features_h5 import read_features
 
@@ -92,10 +92,7 @@ def main() -> None:
             f"| {config} | {row['per_slide']:.1f} / {per_slide_rate:,.0f} | {row['grouped']:.1f} / {grouped_rate:,.0f}"
             f" | {row['per_slide'] / row['grouped']:.2f}× | {seconds} |"
         )
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

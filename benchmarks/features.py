@@ -161,6 +161,13 @@ def patch_grid(width: int, height: int, step: int) -> np.ndarray:
     return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.int64)
 
 
+def publish(text: str, out: Path | None) -> None:
+    """Print the markdown `text`, and write it to `out` too when given."""
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -679,10 +686,7 @@ def main() -> None:
     )
     table = [header, "", "| measurement | slide | rate | note |", "|---|---|---|---|"]
     table += [f"| {what} | {slide} | {value:,.0f} | {note} |" for what, slide, value, note in rows]
-    text = "\n".join(table)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish("\n".join(table), args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from benchmarks.features import (
     end_to_end_pass,
     model_pass,
     patch_grid,
+    publish,
     reader_pass,
     write_synthetic_svs,
 )
@@ -117,10 +118,7 @@ def main() -> None:
     ):
         total, plan = rows[model]["kernels"] + rows[reader]["kernels"], reader.removeprefix("tiles reader alone, ")
         lines.append(f"| {model} + reader {plan} | {total:.1f} µs | {1e6 / total:,.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

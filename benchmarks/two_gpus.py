@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import torch
 
-from benchmarks.features import PATCH_LEVEL0, patch_grid, write_synthetic_svs
+from benchmarks.features import PATCH_LEVEL0, patch_grid, publish, write_synthetic_svs
 from memamba.features.features_h5 import read_features
 
 
@@ -106,10 +106,7 @@ def main() -> None:
         f"{args.slides} slides on {len(cards)} distinct cards ({', '.join(cards)}) in {wall:.1f} s; one slide alone "
         f"{alone['end']:.1f} s, so one after another would take {one_by_one:.1f} s ({one_by_one / wall:.2f}×).",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
