@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.features import PATCH_LEVEL0, patch_grid, publish, write_synthetic_svs
-from benchmarks.two_gpus import write_grid
+from benchmarks.features import publish
+from benchmarks.two_gpus import synthetic_cohort
 from memamba.features.features_h5 import read_features
 
 CONFIGS = {
@@ -66,12 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        slides = [folder / f"slide{index}.svs" for index in range(args.slides)]
-        write_synthetic_svs(slides[0], args.slide_size)
-        for slide in slides[1:]:
-            shutil.copyfile(slides[0], slide)
-        coords = folder / "coords.h5"
-        write_grid(coords, patch_grid(args.slide_size, args.slide_size, PATCH_LEVEL0))
+        slides, coords = synthetic_cohort(folder, args.slides, args.slide_size)
         triples = [(slide, coords, folder / f"{slide.stem}.features.h5") for slide in slides]
         run_job(triples[:1], CONFIGS[args.configs[0]], args.device)  # warm-up: page cache, kernel caches
         results = {config: compare(triples, CONFIGS[config], args.device) for config in args.configs}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,17 +22,22 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 
 from benchmarks.features import PATCH_LEVEL0, patch_grid, publish, write_synthetic_svs
 from memamba.features.features_h5 import read_features
 
 
-def write_grid(path: Path, coords: np.ndarray) -> None:
-    """A coords h5 in the tiling stage's schema: 20× patches of 256 px (512 level-0 px) at 0.5 µm/px."""
-    with h5py.File(path, "w") as handle:
-        dataset = handle.create_dataset("coords", data=coords)
+def synthetic_cohort(folder: Path, n_slides: int, size: int) -> tuple[list[Path], Path]:
+    """`n_slides` copies of one synthetic 40× SVS (`size`² px) in `folder`, and the coords h5 of their
+    20× patch grid in the tiling stage's schema (256 px, 512 level-0 px, at 0.5 µm/px)."""
+    slides = [folder / f"slide{index}.svs" for index in range(n_slides)]
+    write_synthetic_svs(slides[0], size)
+    for slide in slides[1:]:
+        shutil.copyfile(slides[0], slide)
+    coords = folder / "coords.h5"
+    with h5py.File(coords, "w") as handle:
+        dataset = handle.create_dataset("coords", data=patch_grid(size, size, PATCH_LEVEL0))
         dataset.attrs.update(
             patch_size_level0=PATCH_LEVEL0,
             patch_size=PATCH_LEVEL0,
@@ -40,6 +46,7 @@ def write_grid(path: Path, coords: np.ndarray) -> None:
             target_mpp=0.5,
             status="ok",
         )
+    return slides, coords
 
 
 def launch(slides: list[Path], coords: Path, folder: Path, args: argparse.Namespace) -> list[dict]:
@@ -75,12 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        slides = [folder / f"slide{index}.svs" for index in range(args.slides)]
-        write_synthetic_svs(slides[0], args.slide_size)
-        for slide in slides[1:]:
-            slide.write_bytes(slides[0].read_bytes())
-        coords = folder / "coords.h5"
-        write_grid(coords, patch_grid(args.slide_size, args.slide_size, PATCH_LEVEL0))
+        slides, coords = synthetic_cohort(folder, args.slides, args.slide_size)
         launch(slides[:1], coords, folder, args)  # warm-up: page cache, kernel caches
         alone = launch(slides[:1], coords, folder, args)[0]
         together = launch(slides, coords, folder, args)
