@@ -275,6 +275,18 @@ def test_encoding_on_cuda_shortens_the_gil_switch_interval_and_restores_it(devic
     assert sys.getswitchinterval() == before
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_compiled_encoder_keeps_a_longer_gil_switch_interval_on_cuda(compiled: bool) -> None:
+    import sys
+
+    from memamba.features.extract import GIL_SWITCH_INTERVAL, GIL_SWITCH_INTERVAL_COMPILED, _gil_switch_interval
+
+    before = sys.getswitchinterval()
+    with _gil_switch_interval(torch.device("cuda"), compiled):  # sets the interval only: no CUDA call
+        assert sys.getswitchinterval() == (GIL_SWITCH_INTERVAL_COMPILED if compiled else GIL_SWITCH_INTERVAL)
+    assert GIL_SWITCH_INTERVAL_COMPILED > GIL_SWITCH_INTERVAL and sys.getswitchinterval() == before
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_waiting_for_a_stream_returns_once_its_queued_work_is_done() -> None:
     from memamba.features.cuda_waits import gpu_event, wait_for_stream

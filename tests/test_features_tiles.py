@@ -16,6 +16,7 @@ from test_features import write_coords
 
 from memamba.demo.svs import write_aperio_svs
 from memamba.errors import InputError
+from memamba.features import tile_lanes
 from memamba.features.batches import BAND_ROWS, reading_order, tile_batches
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder, processes_supported
@@ -82,6 +83,20 @@ def test_generated_svs_patches_equal_openslide_within_rounding(generated_svs: Pa
 def test_patches_at_native_size_equal_openslide_exactly(generated_svs: Path) -> None:
     expected = openslide_patches(generated_svs, GENERATED_COORDS, 224, 224)
     assert torch.equal(tile_patches(generated_svs, GENERATED_COORDS, 224, 224), expected)
+
+
+@pytest.mark.parametrize(("level0", "read"), [(512, 256), (1024, 256)])
+def test_matrix_resize_crops_and_resizes_patches_like_interpolate_up_to_the_slides_edges(
+    generated_svs: Path, level0: int, read: int
+) -> None:
+    readers = [
+        TilePatchReader(JpegTiffPyramid(generated_svs), GENERATED_COORDS, level0, read, 224, CPU, matrix_resize=matrix)
+        for matrix in (True, False)
+    ]
+    (by_products, failed), (interpolated, _) = (reader.read_batch(np.arange(5)) for reader in readers)
+    assert readers[0].resampler is not None and readers[1].resampler is None and not failed.any()
+    assert (by_products[3, :, -20:, -20:] == 255).all()  # [1300, 900] reaches beyond the slide: white there
+    assert_close_images(by_products, interpolated, mean=0.02, worst=1)
 
 
 def test_libjpeg_on_several_threads_equals_one_thread(generated_svs: Path) -> None:
@@ -338,6 +353,7 @@ def lane_images(lanes: list[TilePatchReader], slide: Path, coords: np.ndarray, b
 
 
 @needs_cuda
+@pytest.mark.usefixtures("any_slide_is_large")
 @pytest.mark.parametrize("slide_name", ["generated", "cmu"])
 def test_gpu_decoding_gives_openslide_patches_within_rounding(slide_name: str, generated_svs: Path) -> None:
     slide, coords = (generated_svs, GENERATED_COORDS) if slide_name == "generated" else (CMU, TISSUE_COORDS)
@@ -363,7 +379,14 @@ def test_nvjpeg_decodes_tiles_bit_for_bit_like_libjpeg_with_replicated_chroma(ge
     assert torch.equal(on_gpu.cpu(), on_cpu)
 
 
+@pytest.fixture
+def any_slide_is_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan the small test slides' lanes as those of large slides (libjpeg lanes beside nvJPEG's)."""
+    monkeypatch.setattr(tile_lanes, "SMALL_SLIDE_PATCHES", 0)
+
+
 @needs_cuda
+@pytest.mark.usefixtures("any_slide_is_large")
 def test_cpu_lanes_join_the_gpu_lanes_only_where_they_decode_alike(generated_svs: Path) -> None:
     coords = np.concatenate([GENERATED_COORDS] * 8)
     hybrid = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
@@ -380,6 +403,20 @@ def test_cpu_lanes_join_the_gpu_lanes_only_where_they_decode_alike(generated_svs
 
 
 @needs_cuda
+def test_a_small_slide_is_read_by_nvjpeg_lanes_alone(generated_svs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 8)
+    monkeypatch.setattr(tile_lanes, "SMALL_SLIDE_PATCHES", len(coords))
+    small = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
+    assert [lane.decoder.name for lane in small] == ["nvjpeg"] * GPU_LANES_ALONE
+    monkeypatch.setattr(tile_lanes, "SMALL_SLIDE_PATCHES", len(coords) - 1)
+    large = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
+    cpu_decoder = "libjpeg-processes" if processes_supported() else "libjpeg"
+    assert [lane.decoder.name for lane in large] == ["nvjpeg"] * GPU_LANES + [cpu_decoder] * CPU_LANES
+    assert torch.equal(lane_images(small, generated_svs, coords), lane_images(large, generated_svs, coords))
+
+
+@needs_cuda
+@pytest.mark.usefixtures("any_slide_is_large")
 def test_a_compiled_encoder_reads_through_more_nvjpeg_lanes_with_the_same_pixels(generated_svs: Path) -> None:
     coords = np.concatenate([GENERATED_COORDS] * 8)
     eager = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
@@ -391,6 +428,7 @@ def test_a_compiled_encoder_reads_through_more_nvjpeg_lanes_with_the_same_pixels
 
 
 @needs_cuda
+@pytest.mark.usefixtures("any_slide_is_large")
 def test_compiled_extraction_plans_its_lanes_for_the_compiled_encoder_and_matches_eager_features(
     generated_svs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -38,6 +38,9 @@ GIL_SWITCH_INTERVAL = 5e-4
 """Seconds a thread may hold the GIL while others wait for it, during encoding on CUDA (Python's default:
 5 ms). The encoder's loop and the reader threads each take the GIL back after every kernel launch or
 tile; a shorter interval made resnet50_trunc end to end 8-10 % faster on H200s (benchmarks/RESULTS.md)."""
+GIL_SWITCH_INTERVAL_COMPILED = 5e-3
+"""The same for a torch.compile'd encoder, whose loop launches few kernels: Python's default of 5 ms was
+4-7 % faster than 0.5 ms in 3 of 3 rounds (H200, resnet50_trunc; benchmarks/RESULTS.md, tenth pass)."""
 MAX_BATCHES_IN_FLIGHT = 2
 """Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
 that never waits holds the GIL while the launch queue is full and starves the reader threads."""
@@ -338,7 +341,7 @@ def encode_patches(
     row, blank, full_size = 0, 0, None
     in_flight: collections.deque = collections.deque()
     start = time.perf_counter()
-    with torch.inference_mode(), _autocast(spec, device), _gil_switch_interval(device):
+    with torch.inference_mode(), _autocast(spec, device), _gil_switch_interval(device, compile_model):
         for images, blank_flags in batches:
             count = len(images)
             full_size = full_size or count
@@ -374,11 +377,12 @@ def encode_patches(
 
 
 @contextlib.contextmanager
-def _gil_switch_interval(device: torch.device) -> Iterator[None]:
-    """Python's GIL switch interval set to GIL_SWITCH_INTERVAL on CUDA while the block runs."""
+def _gil_switch_interval(device: torch.device, compiled: bool) -> Iterator[None]:
+    """Python's GIL switch interval set on CUDA while the block runs: GIL_SWITCH_INTERVAL, or
+    GIL_SWITCH_INTERVAL_COMPILED for a `compiled` encoder."""
     previous = sys.getswitchinterval()
     if device.type == "cuda":
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_COMPILED if compiled else GIL_SWITCH_INTERVAL)
     try:
         yield
     finally:

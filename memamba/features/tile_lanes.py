@@ -48,6 +48,12 @@ BATCHED_NVJPEG = True
 """GPU lanes call nvJPEG's batched decode directly (memamba.features.nvjpeg_batched), one call and one
 tensor per batch, where this process's libnvjpeg has the hardware backend; torchvision's decode_jpeg
 otherwise."""
+SMALL_SLIDE_PATCHES = 1200
+"""Slides of at most this many patches are read by nvJPEG lanes alone, even where libjpeg could join: a
+libjpeg lane's batch takes about 2.5 times an nvJPEG lane's, and on a slide of few batches the last ones,
+handed over in order, wait for it. H200, resnet50_trunc, 128-patch batches, nvJPEG lanes alone against
+the hybrid plan: 225 / 529 / 961 patches 1.2–1.5× faster, 1,521 even, 2,116 and 3,844 slower
+(benchmarks/RESULTS.md, tenth pass)."""
 THREADS_KEPT = 2
 """Threads of a CUDA job's budget not given to libjpeg: the encoder's loop and the GPU lane."""
 SAMPLE_PATCHES = 8
@@ -79,8 +85,9 @@ def plan_lanes(
     (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes (GPU_LANES_COMPILED for a `compiled_encoder`) and CPU
     lanes on `threads` − THREADS_KEPT decode processes with libjpeg's replicating upsampling where that
     decodes sample tiles exactly as nvJPEG;
-    GPU_LANES_ALONE nvJPEG lanes where it does not (or no threads are left for libjpeg); CPU lanes alone
-    (default upsampling) where nvJPEG decodes the samples unlike libjpeg.
+    GPU_LANES_ALONE nvJPEG lanes where it does not, where no threads are left for libjpeg, or on a slide of
+    at most SMALL_SLIDE_PATCHES patches; CPU lanes alone (default upsampling) where nvJPEG decodes the
+    samples unlike libjpeg.
     """
     geometry = (coords, patch_size_level0, read_size, output_size, device)
     pyramid = JpegTiffPyramid(slide_path)
@@ -93,13 +100,16 @@ def plan_lanes(
         probe.close()
         return _cpu_lanes(pyramid, geometry, max(1, threads - 1), "fancy")
     cpu_threads = threads - THREADS_KEPT
-    beside = agreement == "exact" and cpu_threads > 0
+    small = len(coords) <= SMALL_SLIDE_PATCHES
+    beside = agreement == "exact" and cpu_threads > 0 and not small
     gpu_lanes = (GPU_LANES_COMPILED if compiled_encoder else GPU_LANES) if beside else GPU_LANES_ALONE
     lanes = [probe] + [
         TilePatchReader(pyramid.reopened(), *geometry, decoder=gpu_decoder(device)) for _ in range(gpu_lanes - 1)
     ]
     if agreement == "close":
         logger.info("%s: nvJPEG lanes only (libjpeg decodes its tiles a little differently)", slide_path.name)
+    elif small:
+        logger.info("%s: nvJPEG lanes only for its %d patches (a small slide)", slide_path.name, len(coords))
     if not beside:
         return lanes
     logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)

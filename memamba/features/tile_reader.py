@@ -17,6 +17,7 @@ import torch
 
 from memamba.features.jpeg_decoders import TileDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
+from memamba.features.patch_resampling import MosaicResampler
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class TilePatchReader:
     when one of its tiles cannot be decoded (the caller re-reads it another way).
     `decoder` (memamba.features.jpeg_decoders) delivers decoded tiles to `device`; default: libjpeg on
     one thread. The reader owns `pyramid` and `decoder` and closes both.
+    `matrix_resize`: crop and resize by matrix products (`MosaicResampler`; on tensor cores on CUDA),
+    not by indexing and `interpolate`; default: on CUDA.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class TilePatchReader:
         output_size: int,
         device: torch.device,
         decoder: TileDecoder | None = None,
+        matrix_resize: bool | None = None,
     ) -> None:
         from memamba.features.jpeg_decoders import LibjpegDecoder
 
@@ -75,6 +79,10 @@ class TilePatchReader:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self._origins = np.floor(self.coords / layout.downsample).astype(np.int64)
         self.decoder = decoder or LibjpegDecoder(self.device)
+        if matrix_resize is None:
+            matrix_resize = self.device.type == "cuda"
+        resampling = matrix_resize and self.size != self.output_size
+        self.resampler = MosaicResampler(self.size, self.output_size, self.device) if resampling else None
 
     @property
     def slide_path(self) -> Path:
@@ -102,6 +110,8 @@ class TilePatchReader:
             bad_tiles = np.concatenate([[False], bad_tiles])
         batch = len(grid.origins)
         failed = torch.from_numpy(bad_tiles[grid.slots].reshape(batch, -1).any(axis=1))
+        if self.resampler is not None:
+            return self._resampled(tiles, grid, layout.width, layout.height), failed
         mosaic = tiles[torch.from_numpy(grid.slots).to(self.device)]
         mosaic = mosaic.permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, grid.n_rows * tile_h, grid.n_cols * tile_w)
         patches = self._crop(mosaic, grid.offset_x, grid.offset_y, grid.origins, layout.width, layout.height)
@@ -138,6 +148,31 @@ class TilePatchReader:
         """Release the decoder and close the slide file."""
         self.decoder.close()
         self.pyramid.close()
+
+    def _resampled(self, tiles: torch.Tensor, grid: _TileGrid, width: int, height: int) -> torch.Tensor:
+        """uint8 [B, 3, S, S] patches of `grid` from its decoded `tiles` [T, 3, th, tw] (`grid.slots` into
+        them), by `resampler`; where a patch reaches beyond the level's `width` × `height` px, white."""
+        batch, (tile_h, tile_w) = len(grid.origins), tiles.shape[-2:]
+        left, top = grid.origins[:, 0] - grid.offset_x, grid.origins[:, 1] - grid.offset_y
+        slots, offset_x, offset_y, left, top = self._on_device(grid.slots, grid.offset_x, grid.offset_y, left, top)
+        rows, cols = grid.n_rows * tile_h, grid.n_cols * tile_w
+        mosaic = torch.empty((batch, rows, 3, cols), dtype=self.resampler.dtype, device=self.device)
+        mosaic.view(batch, grid.n_rows, tile_h, 3, grid.n_cols, tile_w).copy_(tiles[slots].permute(0, 1, 4, 3, 2, 5))
+        origins, size = grid.origins, self.size
+        if (origins < 0).any() or (origins[:, 0] + size > width).any() or (origins[:, 1] + size > height).any():
+            x = left[:, None] + torch.arange(cols, device=self.device)
+            y = top[:, None] + torch.arange(rows, device=self.device)
+            outside = ((x < 0) | (x >= width))[:, None, None, :] | ((y < 0) | (y >= height))[:, :, None, None]
+            mosaic.masked_fill_(outside, _WHITE)
+        return self.resampler(mosaic, offset_x, offset_y)
+
+    def _on_device(self, *arrays: np.ndarray) -> list[torch.Tensor]:
+        """int64 copies of `arrays` on the device; to CUDA in one copy from page-locked memory (a blocking
+        copy would first wait for all work queued on the lane's stream)."""
+        flat = torch.from_numpy(np.concatenate([np.asarray(array, dtype=np.int64).ravel() for array in arrays]))
+        on_device = flat.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else flat
+        parts = on_device.split([np.size(array) for array in arrays])
+        return [part.view(np.shape(array)) for part, array in zip(parts, arrays, strict=True)]
 
     def _crop(
         self,
