@@ -43,7 +43,7 @@ class MosaicResampler:
         self.columns = torch.cat([weights.T, outside]).to(device, self.dtype)
 
     def bands(self, offsets: torch.Tensor, span: int) -> torch.Tensor:
-        """float16 [B, span, S]: for each patch, the weights of mosaic px 0..span−1 along one axis, for a
+        """[B, span, S] of `dtype`: for each patch, the weights of mosaic px 0..span−1 along one axis, for a
         window starting at `offsets` (int64 [B] on the device)."""
         positions = torch.arange(span, device=offsets.device)[None, :] - offsets[:, None]
         outside = (positions < 0) | (positions >= self.size)

@@ -112,8 +112,8 @@ class TilePatchReader:
         failed = torch.from_numpy(bad_tiles[grid.slots].reshape(batch, -1).any(axis=1))
         if self.resampler is not None:
             return self._resampled(tiles, grid, layout.width, layout.height), failed
-        mosaic = tiles[torch.from_numpy(grid.slots).to(self.device)]
-        mosaic = mosaic.permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, grid.n_rows * tile_h, grid.n_cols * tile_w)
+        (slots,) = self._on_device(grid.slots)
+        mosaic = tiles[slots].permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, grid.n_rows * tile_h, grid.n_cols * tile_w)
         patches = self._crop(mosaic, grid.offset_x, grid.offset_y, grid.origins, layout.width, layout.height)
         return self._resize(patches), failed
 
@@ -158,13 +158,25 @@ class TilePatchReader:
         rows, cols = grid.n_rows * tile_h, grid.n_cols * tile_w
         mosaic = torch.empty((batch, rows, 3, cols), dtype=self.resampler.dtype, device=self.device)
         mosaic.view(batch, grid.n_rows, tile_h, 3, grid.n_cols, tile_w).copy_(tiles[slots].permute(0, 1, 4, 3, 2, 5))
-        origins, size = grid.origins, self.size
-        if (origins < 0).any() or (origins[:, 0] + size > width).any() or (origins[:, 1] + size > height).any():
-            x = left[:, None] + torch.arange(cols, device=self.device)
-            y = top[:, None] + torch.arange(rows, device=self.device)
-            outside = ((x < 0) | (x >= width))[:, None, None, :] | ((y < 0) | (y >= height))[:, :, None, None]
-            mosaic.masked_fill_(outside, _WHITE)
+        if self._reaches_beyond(grid.origins, width, height):
+            mosaic.masked_fill_(self._outside(left, top, cols, rows, width, height)[:, :, None], _WHITE)
         return self.resampler(mosaic, offset_x, offset_y)
+
+    def _reaches_beyond(self, origins: np.ndarray, width: int, height: int) -> bool:
+        """Whether a patch at level px `origins` [B, 2] reaches beyond the level's `width` × `height` px."""
+        size = self.size
+        return bool(
+            (origins < 0).any() or (origins[:, 0] + size > width).any() or (origins[:, 1] + size > height).any()
+        )
+
+    def _outside(
+        self, left: torch.Tensor, top: torch.Tensor, cols: int, rows: int, width: int, height: int
+    ) -> torch.Tensor:
+        """bool [B, rows, cols]: which px of `cols` × `rows`-px windows at level px (`left`, `top`) (int64 [B],
+        on the device) lie outside the level's `width` × `height` px."""
+        x = left[:, None] + torch.arange(cols, device=self.device)
+        y = top[:, None] + torch.arange(rows, device=self.device)
+        return ((x < 0) | (x >= width))[:, None, :] | ((y < 0) | (y >= height))[:, :, None]
 
     def _on_device(self, *arrays: np.ndarray) -> list[torch.Tensor]:
         """int64 copies of `arrays` on the device; to CUDA in one copy from page-locked memory (a blocking
@@ -189,18 +201,13 @@ class TilePatchReader:
             patches = mosaic
         else:
             span = torch.arange(size, device=self.device)
-            rows = torch.from_numpy(offset_y).to(self.device)[:, None] + span
-            cols = torch.from_numpy(offset_x).to(self.device)[:, None] + span
+            offsets_x, offsets_y = self._on_device(offset_x, offset_y)
+            rows, cols = offsets_y[:, None] + span, offsets_x[:, None] + span
             picks = torch.arange(batch, device=self.device)[:, None, None]
             patches = mosaic[picks, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        beyond_x = (origins[:, 0] < 0) | (origins[:, 0] + size > width)
-        beyond_y = (origins[:, 1] < 0) | (origins[:, 1] + size > height)
-        if beyond_x.any() or beyond_y.any():
-            span = torch.arange(size, device=self.device)
-            x = torch.from_numpy(origins[:, 0]).to(self.device)[:, None] + span
-            y = torch.from_numpy(origins[:, 1]).to(self.device)[:, None] + span
-            outside = ((x < 0) | (x >= width))[:, None, None, :] | ((y < 0) | (y >= height))[:, None, :, None]
-            patches = patches.masked_fill(outside, _WHITE)
+        if self._reaches_beyond(origins, width, height):
+            left, top = self._on_device(origins[:, 0], origins[:, 1])
+            patches = patches.masked_fill(self._outside(left, top, size, size, width, height)[:, None], _WHITE)
         return patches
 
     def _resize(self, patches: torch.Tensor) -> torch.Tensor:
