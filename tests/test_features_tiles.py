@@ -213,7 +213,7 @@ def test_a_consumer_that_stops_early_ends_every_lane_and_gives_its_decode_proces
     fallback = SlidePatchDataset(generated_svs, coords, 512, 256, 224)
     decoders = [_CountedProcesses(CPU, processes=1) for _ in range(3)]
     lanes = [TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU, d) for d in decoders]
-    batches = tile_batches(lanes, fallback, 2)
+    batches = iter(tile_batches(lanes, fallback, 2))
     next(batches)
     time.sleep(0.5)  # the lanes claim and read ahead up to their limit
     batches.close()

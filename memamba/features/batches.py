@@ -108,20 +108,23 @@ def tile_batches(
     fallback: SlidePatchDataset,
     batch_size: int,
     order: np.ndarray | None = None,
-) -> Iterator[Batch]:
+) -> LaneBatches:
     """Batches of the slide's patches taken in `order` (int64 [N] rows of the readers' coords; default: as
     listed), delivered in that order, read by `readers` ("lanes", each with its own file handle and
     decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
     unread batch when it is free, so faster lanes read more; at most BATCHES_AHEAD_PER_LANE batches per
     lane are claimed and not yet consumed. A lane whose decoder prefetches (decode processes) claims the
     batch after the one it reads, so that its decoders start on it while it assembles this one.
-    Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done."""
+    Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done. The lanes
+    start at the first batch asked for, or earlier through `LaneBatches.start`."""
     readers = readers if isinstance(readers, list) else [readers]
-    return _LaneScheduler(readers, fallback, batch_size, order).batches()
+    return LaneBatches(readers, fallback, batch_size, order)
 
 
-class _LaneScheduler:
-    """Lanes claiming batch numbers in turn; finished batches wait in `done` until their turn."""
+class LaneBatches:
+    """A slide's batches read by lanes claiming batch numbers in turn; finished batches wait in `done`
+    until their turn. Iterate once for the batches; `reading_done` is set once every lane has ended (all
+    batches read, or the lanes stopped), when the consumer may still have batches to take."""
 
     def __init__(
         self, readers: list[TilePatchReader], fallback: SlidePatchDataset, batch_size: int, order: np.ndarray | None
@@ -137,11 +140,26 @@ class _LaneScheduler:
         self.done: dict[int, Batch] = {}
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
+        self.reading_done = threading.Event()
+        self.lanes: list[threading.Thread] | None = None
+        self.lanes_running = len(readers)
+        self.starting = threading.Lock()
 
-    def batches(self) -> Iterator[Batch]:
-        lanes = [threading.Thread(target=self._lane, args=(reader,), daemon=True) for reader in self.readers]
-        for lane in lanes:
-            lane.start()
+    def start(self) -> None:
+        """Start the lanes, unless started or closed already."""
+        with self.starting:
+            if self.lanes is not None:
+                return
+            self.lanes = [threading.Thread(target=self._lane, args=(reader,), daemon=True) for reader in self.readers]
+            if self.stop.is_set():
+                self.lanes = []
+                self._close_readers()
+                return
+            for lane in self.lanes:
+                lane.start()
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.start()
         try:
             for number in range(self.n_batches):
                 with self.ready:
@@ -154,11 +172,28 @@ class _LaneScheduler:
                     images.record_stream(torch.cuda.current_stream(images.device))
                 yield images, blank
         finally:
-            self.stop.set()
-            for _ in lanes:
-                self.ahead.release()
-            for lane in lanes:
-                lane.join(timeout=10)
+            self.close()
+
+    def close(self) -> None:
+        """Stop the lanes (each ends after the batch it reads) and wait for them; readers never started
+        are closed here."""
+        self.stop.set()
+        with self.starting:
+            lanes = self.lanes
+            if lanes is None:
+                self.lanes = []
+        if lanes is None:
+            self._close_readers()
+            return
+        for _ in lanes:
+            self.ahead.release()
+        for lane in lanes:
+            lane.join(timeout=10)
+
+    def _close_readers(self) -> None:
+        for reader in self.readers:
+            reader.close()
+        self.reading_done.set()
 
     def _lane(self, reader: TilePatchReader) -> None:
         stream = torch.cuda.Stream(reader.device) if reader.device.type == "cuda" else None
@@ -182,6 +217,10 @@ class _LaneScheduler:
                 self.ready.notify_all()
         finally:
             reader.close()
+            with self.starting:
+                self.lanes_running -= 1
+                if self.lanes_running == 0:
+                    self.reading_done.set()
 
     def _claim(self, blocking: bool = True) -> int | None:
         """The next unread batch number once fewer than the allowed batches wait; None when all are read

@@ -223,10 +223,19 @@ class ProcessLibjpegDecoder:
     def __init__(self, device: torch.device, processes: int, upsampling: str = "fancy") -> None:
         self.device = torch.device(device)
         self.upsampling = checked_upsampling(upsampling)
-        self.workers = _IDLE.lend(max(1, processes))
+        self.processes = max(1, processes)
+        self._workers: list[DecodeProcess] | None = None
         self._copying = [HostMemoryInUse() for _ in range(OUTPUT_BUFFERS)]
         self._submitted: collections.deque[_Submitted] = collections.deque()
         self._slots = itertools.cycle(range(OUTPUT_BUFFERS))
+
+    @property
+    def workers(self) -> list[DecodeProcess]:
+        """The decode processes lent to this decoder, at its first use rather than when it is built: the
+        next slide's lanes are planned while this slide's still hold their processes."""
+        if self._workers is None:
+            self._workers = _IDLE.lend(self.processes)
+        return self._workers
 
     def decode(
         self, pyramid: JpegTiffPyramid, level: int, tile_ids: np.ndarray, then: np.ndarray | None = None
@@ -289,5 +298,5 @@ class ProcessLibjpegDecoder:
         for copying in self._copying:
             copying.wait()
         self._submitted.clear()
-        _IDLE.take_back(self.workers)
-        self.workers = []
+        _IDLE.take_back(self._workers or [])
+        self._workers = []

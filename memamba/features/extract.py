@@ -6,16 +6,17 @@ import collections
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from memamba.errors import InputError
-from memamba.features.batches import Batch, openslide_batches, reading_order, tile_batches
+from memamba.features.batches import Batch, LaneBatches, openslide_batches, reading_order, tile_batches
 from memamba.features.cuda_waits import gpu_event
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.features_h5 import write_features
@@ -27,6 +28,7 @@ from memamba.features.registry import (
     check_weights_choice,
     get_encoder_spec,
 )
+from memamba.features.slides_ahead import opened_ahead
 from memamba.features.weights import file_sha256
 from memamba.naming import slide_key
 
@@ -160,7 +162,9 @@ def extract_slides(
     """`extract_features` for each slide of `jobs` in turn, in one process: the encoder is built (and
     compiled) once, and the decode processes and nvJPEG's handle serve every slide. A job's fixed costs
     (imports, building the encoder, starting the decoders) are then paid once for all its slides; on the
-    GPU machine they took 13–16 s a job, against 0.7–1.3 s to encode a 6,084-patch slide.
+    GPU machine they took 13–16 s a job, against 0.7–1.3 s to encode a 6,084-patch slide. Each slide is
+    opened one ahead (memamba.features.slides_ahead): the tiles reader's lanes start on the next slide
+    while the encoder finishes this one.
 
     With `record_failures`, a slide whose input is bad (coords or slide file) gets an empty features file
     whose status is "failed: " and the one-line error, which the cohort skips, and the next slide goes
@@ -178,13 +182,25 @@ def extract_slides(
     torch_device = _resolve_device(device)
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)
+        if reader != "openslide":
+            from memamba.features.jpeg_decoders import cpu_threads_available
+            from memamba.features.tile_lanes import start_lanes_early
+
+            start_lanes_early(torch_device, threads or cpu_threads_available())
     job_encoder = _JobEncoder(spec, weights, allow_random_weights)
-    reading = {"batch_size": batch_size, "num_workers": num_workers, "threads": threads, "compile_model": compile_model}
+    reading = {"batch_size": batch_size, "num_workers": num_workers, "threads": threads}
+
+    def open_job(job: SlideJob) -> _OpenedSlide:
+        return _open_slide(job, spec, torch_device, reader, compiled_encoder=compile_model, **reading)
+
+    on_device = (lambda: torch.cuda.device(torch_device)) if torch_device.type == "cuda" else contextlib.nullcontext
     results = []
-    for job in jobs:
+    for job, opened in opened_ahead(jobs, open_job, on_device):
         start = time.perf_counter()
         try:
-            results.append(_extract_slide(job, job_encoder, torch_device, reader, start, **reading))
+            if isinstance(opened, InputError):
+                raise opened
+            results.append(_encode_slide(opened, job_encoder, torch_device, start, compile_model=compile_model))
         except InputError as error:
             if not record_failures:
                 raise
@@ -222,53 +238,87 @@ class _JobEncoder:
         return self._digest
 
 
-def _extract_slide(
+@dataclass
+class _OpenedSlide:
+    """A slide of a job opened for encoding (see memamba.features.slides_ahead): its patch grid and, where
+    it has patches, its dataset and the reader's batches (`order`: dataset rows in the batches' order)."""
+
+    job: SlideJob
+    grid: PatchGrid
+    dataset: SlidePatchDataset | None = None
+    reader: str = "none"
+    batches: Iterable[Batch] = ()
+    order: np.ndarray | None = None
+    reading_done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def overlaps(self) -> bool:
+        """The next slide may be read while this one is encoded, unless OpenSlide's workers fork for it."""
+        return self.reader != "openslide"
+
+    def start(self) -> None:
+        if isinstance(self.batches, LaneBatches):
+            self.batches.start()
+
+    def close(self) -> None:
+        if isinstance(self.batches, LaneBatches):
+            self.batches.close()
+        self.reading_done.set()
+
+
+def _open_slide(
     job: SlideJob,
-    job_encoder: _JobEncoder,
+    spec: EncoderSpec,
     device: torch.device,
     reader: str,
-    start: float,
     *,
     batch_size: int,
     num_workers: int,
     threads: int | None,
-    compile_model: bool,
-) -> FeatureResult:
-    """Encode one slide of a job (see `extract_features`) and write its features file."""
-    spec = job_encoder.spec
+    compiled_encoder: bool,
+) -> _OpenedSlide:
+    """Read a job's coords and plan its slide's reader (see `extract_features`); bad input raises InputError."""
     grid = read_patch_grid(job.coords)
-    name = slide_key(job.slide.name)
     if grid.status != "ok" or len(grid.coords) == 0:
-        logger.warning("%s: coords status %r, %d patches: writing empty features", name, grid.status, len(grid.coords))
-        features, coords, blank, used_reader = np.zeros((0, spec.output_dim), np.float32), grid.coords[:0], 0, "none"
-    else:
-        _check_slide_opens(job.slide)
-        if reader != "openslide" and device.type == "cuda":
-            from memamba.features.jpeg_decoders import cpu_threads_available
-            from memamba.features.tile_lanes import start_lanes_early
+        return _OpenedSlide(job, grid)
+    _check_slide_opens(job.slide)
+    dataset = SlidePatchDataset(job.slide, grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size)
+    used_reader, batches, order = patch_batches(
+        reader, dataset, device, batch_size, num_workers, threads, compiled_encoder=compiled_encoder
+    )
+    opened = _OpenedSlide(job, grid, dataset, used_reader, batches, order)
+    if isinstance(batches, LaneBatches):
+        opened.reading_done = batches.reading_done
+    return opened
 
-            start_lanes_early(device, threads or cpu_threads_available())
+
+def _encode_slide(
+    opened: _OpenedSlide, job_encoder: _JobEncoder, device: torch.device, start: float, *, compile_model: bool
+) -> FeatureResult:
+    """Encode an opened slide of a job and write its features file; its `seconds` count from `start`, when
+    the job turned to it (the slide was opened and began reading while the slide before it encoded)."""
+    spec, grid = job_encoder.spec, opened.grid
+    name = slide_key(opened.job.slide.name)
+    if opened.dataset is None:
+        logger.warning("%s: coords status %r, %d patches: writing empty features", name, grid.status, len(grid.coords))
+        features, coords, blank = np.zeros((0, spec.output_dim), np.float32), grid.coords[:0], 0
+    else:
         model = job_encoder.model()
-        dataset = SlidePatchDataset(job.slide, grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size)
-        used_reader, batches, order = patch_batches(
-            reader, dataset, device, batch_size, num_workers, threads, compiled_encoder=compile_model
-        )
         features, blank = encode_patches(
-            model, spec, batches, len(dataset), device, compile_model=compile_model, label=name
+            model, spec, opened.batches, len(opened.dataset), device, compile_model=compile_model, label=name
         )
-        features = features[np.argsort(order)]  # back to the coords' order
-        coords = grid.coords
+        features, coords = features[np.argsort(opened.order)], grid.coords  # back to the coords' order
     attrs = {
         "mpp": grid.target_mpp,
         "patch_size": grid.patch_size,
         "patch_size_level0": grid.patch_size_level0,
         "status": grid.status,
         "blank_patches": blank,
-        "reader": used_reader,
+        "reader": opened.reader,
         "device": str(device),
     }
-    seconds = _write_slide_features(job.output, features, coords, job_encoder, attrs, start)
-    return FeatureResult(name, grid.status, len(features), spec.output_dim, seconds, blank, used_reader)
+    seconds = _write_slide_features(opened.job.output, features, coords, job_encoder, attrs, start)
+    return FeatureResult(name, grid.status, len(features), spec.output_dim, seconds, blank, opened.reader)
 
 
 def _write_slide_features(
