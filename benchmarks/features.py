@@ -19,7 +19,9 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
     encoder), whose tiles reader then runs GPU_LANES_COMPILED nvJPEG lanes; resnet50_trunc also on a
     TCGA-like grid (TCGA_PATCH_LEVEL0-px patches over a disc of a TCGA-sized synthetic slide, 100,000² by
     default: tiles shared between patches, batches of varying tile counts), in the tiles reader's banded
-    reading order and in the grid's row-major order; and the
+    reading order and in the grid's row-major order; on CUDA resnet50_trunc as a features job of
+    --job-slides links to the synthetic slide (`extract_slides`, each slide opened one ahead; eager and
+    compiled), from the end of its first slide to the end of its last; and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
 
@@ -43,6 +45,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
@@ -411,6 +414,32 @@ def end_to_end(
     return rate(work, device, repeats=passes(config))
 
 
+def job_of_slides(
+    name: str, slide: Path, coords: np.ndarray, n_slides: int, device: torch.device, batch_size: int, compiled: bool
+) -> float:
+    """patches/s of one `extract_slides` job over `n_slides` links to `slide` (the features rule's job of
+    several slides: slides opened one ahead), from the end of its first slide to the end of its last (the
+    encoder's build and compilation and the first slide's start are left out)."""
+    folder = Path(tempfile.mkdtemp(dir=slide.parent))
+    coords_h5 = folder / "coords.h5"
+    with h5py.File(coords_h5, "w") as handle:
+        dataset = handle.create_dataset("coords", data=coords)
+        dataset.attrs.update(
+            patch_size_level0=PATCH_LEVEL0, patch_size=PATCH_LEVEL0, patch_level=0, target_patch_size=256
+        )
+        dataset.attrs.update(target_mpp=0.5, status="ok")
+    jobs = []
+    for index in range(n_slides):
+        linked = folder / f"slide{index}.svs"
+        os.link(slide, linked)
+        jobs.append(extract.SlideJob(linked, coords_h5, folder / f"slide{index}.features.h5"))
+    results = extract.extract_slides(
+        jobs, encoder=name, allow_random_weights=True, device=str(device), batch_size=batch_size, compile_model=compiled
+    )
+    later = results[1:]
+    return sum(result.n_patches for result in later) / sum(result.seconds for result in later)
+
+
 def tcga_like_rows(
     name: str,
     slide: Path,
@@ -558,6 +587,7 @@ def main() -> None:
     parser.add_argument("--baseline-patches", type=int, default=2048, help="patches for the CLAM-style baseline")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd model ceilings")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="OpenSlide reader processes")
+    parser.add_argument("--job-slides", type=int, default=6, help="slides of the job-of-slides rows (CUDA)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run)")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=ENCODERS)
@@ -656,6 +686,14 @@ def main() -> None:
                 note = against_ceilings(compiled_rate, compiled_ceilings[name]).replace("model", "compiled model")
                 how = f"torch.compile, {describe(configs[0], device)}, {tile_lanes.GPU_LANES_COMPILED} nvJPEG lanes"
                 add(f"(c) {name} end to end, {how}", "synthetic", compiled_rate, note)
+            if device.type == "cuda" and name == "resnet50_trunc":
+                for compiled in (False, True):
+                    job_rate = job_of_slides(name, synthetic, coords, args.job_slides, device, batch, compiled)
+                    model = compiled_ceilings[name] if compiled else ceilings[name]
+                    how = "torch.compile" if compiled else "eager"
+                    note = against_ceilings(job_rate, model) + (" (compiled model)" if compiled else "")
+                    what = f"(c) {name}, a job of {args.job_slides} slides read one ahead, {how}, after its first slide"
+                    add(what, "synthetic", job_rate, note)
             if name == "resnet50_trunc":
                 tcga_like_rows(name, tcga_slide, tcga_size, device, configs[0], batch, decode_tiles, add)
             best = max(fast, key=fast.get)

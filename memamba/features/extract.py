@@ -249,6 +249,7 @@ class _OpenedSlide:
     reader: str = "none"
     batches: Iterable[Batch] = ()
     order: np.ndarray | None = None
+    all_claimed: threading.Event = field(default_factory=threading.Event)
     reading_done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -256,13 +257,14 @@ class _OpenedSlide:
         """The next slide may be read while this one is encoded, unless OpenSlide's workers fork for it."""
         return self.reader != "openslide"
 
-    def start(self) -> None:
+    def start(self, early: bool = False) -> None:
         if isinstance(self.batches, LaneBatches):
-            self.batches.start()
+            self.batches.start(early)
 
     def close(self) -> None:
         if isinstance(self.batches, LaneBatches):
             self.batches.close()
+        self.all_claimed.set()
         self.reading_done.set()
 
 
@@ -280,7 +282,10 @@ def _open_slide(
     """Read a job's coords and plan its slide's reader (see `extract_features`); bad input raises InputError."""
     grid = read_patch_grid(job.coords)
     if grid.status != "ok" or len(grid.coords) == 0:
-        return _OpenedSlide(job, grid)
+        nothing_to_read = _OpenedSlide(job, grid)
+        nothing_to_read.all_claimed.set()
+        nothing_to_read.reading_done.set()
+        return nothing_to_read
     _check_slide_opens(job.slide)
     dataset = SlidePatchDataset(job.slide, grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size)
     used_reader, batches, order = patch_batches(
@@ -288,7 +293,7 @@ def _open_slide(
     )
     opened = _OpenedSlide(job, grid, dataset, used_reader, batches, order)
     if isinstance(batches, LaneBatches):
-        opened.reading_done = batches.reading_done
+        opened.all_claimed, opened.reading_done = batches.all_claimed, batches.reading_done
     return opened
 
 
