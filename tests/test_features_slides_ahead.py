@@ -28,21 +28,19 @@ class _Slide:
 
     def __init__(self, name: str, overlaps: bool = True) -> None:
         self.name, self.overlaps = name, overlaps
-        self.all_claimed, self.reading_done = threading.Event(), threading.Event()
-        self.opened, self.closed = threading.Event(), threading.Event()
-        self.started_early, self.started = threading.Event(), threading.Event()
+        self.reading_done = threading.Event()
+        self.opened, self.started, self.closed = threading.Event(), threading.Event(), threading.Event()
 
-    def start(self, early: bool = False) -> None:
+    def start(self) -> None:
         if not self.closed.is_set():
-            (self.started_early if early else self.started).set()
+            self.started.set()
 
     def close(self) -> None:
         self.closed.set()
-        self.all_claimed.set()
         self.reading_done.set()
 
 
-def test_the_next_slide_is_opened_at_once_and_started_as_this_ones_batches_are_claimed_then_read() -> None:
+def test_the_next_slide_is_opened_at_once_and_started_when_this_ones_reading_is_over() -> None:
     slides = {name: _Slide(name) for name in "abc"}
 
     def open_job(name: str) -> _Slide:
@@ -53,10 +51,7 @@ def test_the_next_slide_is_opened_at_once_and_started_as_this_ones_batches_are_c
     name, first = next(walk)
     assert name == "a" and first is slides["a"]
     assert slides["b"].opened.wait(WAIT) and not slides["c"].opened.is_set()
-    assert slides["b"].started_early.wait(0.2) is False  # opened, not yet reading: "a" still claims batches
-    first.all_claimed.set()
-    assert slides["b"].started_early.wait(WAIT)  # lanes that share nothing with "a"'s start
-    assert slides["b"].started.wait(0.2) is False  # the others wait for "a"'s lanes to end
+    assert slides["b"].started.wait(0.2) is False  # opened, not yet reading: "a" still reads
     first.reading_done.set()
     assert slides["b"].started.wait(WAIT)
     assert next(walk)[1] is slides["b"] and first.closed.is_set()

@@ -220,27 +220,6 @@ def test_a_consumer_that_stops_early_ends_every_lane_and_gives_its_decode_proces
     assert all(decoder.workers == [] for decoder in decoders)
 
 
-@pytest.mark.skipif(not processes_supported(), reason="decode processes share memory through Linux memfd")
-def test_started_early_only_lanes_lending_no_decode_processes_read_and_the_rest_join_at_the_first_batch(
-    generated_svs: Path,
-) -> None:
-    coords = np.concatenate([GENERATED_COORDS] * 8)
-    fallback = SlidePatchDataset(generated_svs, coords, 512, 256, 224)
-    threaded = TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU, LibjpegDecoder(CPU))
-    on_processes = _CountedProcesses(CPU, processes=1)
-    lanes = [TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU, on_processes), threaded]
-    batches = tile_batches(lanes, fallback, 2)
-    batches.start(early=True)
-    deadline = time.monotonic() + 30
-    while len(batches.done) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert len(batches.done) >= 3, "the lane on threads did not read while started early"
-    assert on_processes._workers is None  # never lent: the slide before may still hold the processes
-    images = torch.cat([images for images, _ in batches])
-    assert torch.equal(images, tile_patches(generated_svs, coords, 512, 256))
-    assert batches.reading_done.is_set() and batches.all_claimed.is_set()
-
-
 def test_patches_from_a_reduced_level_match_openslide(generated_svs: Path) -> None:
     expected = openslide_patches(generated_svs, GENERATED_COORDS[:3], 1024, 256)
     assert_close_images(tile_patches(generated_svs, GENERATED_COORDS[:3], 1024, 256), expected, mean=1.0, worst=40)

@@ -19,7 +19,6 @@ import torch
 
 from memamba.features.cuda_waits import wait_for_stream
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.tile_reader import TilePatchReader
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -124,8 +123,7 @@ def tile_batches(
 
 class LaneBatches:
     """A slide's batches read by lanes claiming batch numbers in turn; finished batches wait in `done`
-    until their turn. Iterate once for the batches. `all_claimed` is set once every batch is claimed (the
-    lanes that find nothing left to claim idle from then on); `reading_done` once every lane has ended (all
+    until their turn. Iterate once for the batches; `reading_done` is set once every lane has ended (all
     batches read, or the lanes stopped), when the consumer may still have batches to take."""
 
     def __init__(
@@ -142,25 +140,23 @@ class LaneBatches:
         self.done: dict[int, Batch] = {}
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
-        self.all_claimed = threading.Event()
         self.reading_done = threading.Event()
+        self.lanes: list[threading.Thread] | None = None
+        self.lanes_running = len(readers)
         self.starting = threading.Lock()
-        self.unstarted = list(readers)
-        self.lanes: list[threading.Thread] = []
-        self.lanes_running = 0
 
-    def start(self, early: bool = False) -> None:
-        """Start the lanes not started yet, unless closed. `early`: only those whose decoder lends no decode
-        processes, which the slide before may still hold (see memamba.features.slides_ahead)."""
+    def start(self) -> None:
+        """Start the lanes, unless started or closed already."""
         with self.starting:
-            if self.stop.is_set():
+            if self.lanes is not None:
                 return
-            starting = [reader for reader in self.unstarted if not (early and _lends_processes(reader))]
-            self.unstarted = [reader for reader in self.unstarted if not any(reader is s for s in starting)]
-            self.lanes_running += len(starting)
-            for reader in starting:
-                self.lanes.append(threading.Thread(target=self._lane, args=(reader,), daemon=True))
-                self.lanes[-1].start()
+            self.lanes = [threading.Thread(target=self._lane, args=(reader,), daemon=True) for reader in self.readers]
+            if self.stop.is_set():
+                self.lanes = []
+                self._close_readers()
+                return
+            for lane in self.lanes:
+                lane.start()
 
     def __iter__(self) -> Iterator[Batch]:
         self.start()
@@ -183,21 +179,21 @@ class LaneBatches:
         are closed here."""
         self.stop.set()
         with self.starting:
-            lanes, unstarted, self.unstarted = list(self.lanes), self.unstarted, []
-        for reader in unstarted:
-            reader.close()
+            lanes = self.lanes
+            if lanes is None:
+                self.lanes = []
+        if lanes is None:
+            self._close_readers()
+            return
         for _ in lanes:
             self.ahead.release()
         for lane in lanes:
             lane.join(timeout=10)
-        self._note_lane_ended(0)
 
-    def _note_lane_ended(self, ended: int) -> None:
-        """Count `ended` lanes out; set `reading_done` once none runs and none is left to start."""
-        with self.starting:
-            self.lanes_running -= ended
-            if self.lanes_running == 0 and not self.unstarted:
-                self.reading_done.set()
+    def _close_readers(self) -> None:
+        for reader in self.readers:
+            reader.close()
+        self.reading_done.set()
 
     def _lane(self, reader: TilePatchReader) -> None:
         stream = torch.cuda.Stream(reader.device) if reader.device.type == "cuda" else None
@@ -221,7 +217,10 @@ class LaneBatches:
                 self.ready.notify_all()
         finally:
             reader.close()
-            self._note_lane_ended(1)
+            with self.starting:
+                self.lanes_running -= 1
+                if self.lanes_running == 0:
+                    self.reading_done.set()
 
     def _claim(self, blocking: bool = True) -> int | None:
         """The next unread batch number once fewer than the allowed batches wait; None when all are read
@@ -231,18 +230,11 @@ class LaneBatches:
             return None  # once stopped, a lane takes no permit: each one blocked already is released once
         with self.claiming:
             number = next(self.claims)
-        if number >= self.n_batches:
-            self.all_claimed.set()
         return None if self.stop.is_set() or number >= self.n_batches else number
 
     def _indices(self, number: int) -> np.ndarray:
         """Rows of the coords in batch `number`."""
         return self.order[number * self.batch_size : (number + 1) * self.batch_size]
-
-
-def _lends_processes(reader: TilePatchReader) -> bool:
-    """Whether `reader` decodes on decode processes lent to it."""
-    return isinstance(reader.decoder, ProcessLibjpegDecoder)
 
 
 def _reread_failed(

@@ -249,7 +249,6 @@ class _OpenedSlide:
     reader: str = "none"
     batches: Iterable[Batch] = ()
     order: np.ndarray | None = None
-    all_claimed: threading.Event = field(default_factory=threading.Event)
     reading_done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -257,14 +256,13 @@ class _OpenedSlide:
         """The next slide may be read while this one is encoded, unless OpenSlide's workers fork for it."""
         return self.reader != "openslide"
 
-    def start(self, early: bool = False) -> None:
+    def start(self) -> None:
         if isinstance(self.batches, LaneBatches):
-            self.batches.start(early)
+            self.batches.start()
 
     def close(self) -> None:
         if isinstance(self.batches, LaneBatches):
             self.batches.close()
-        self.all_claimed.set()
         self.reading_done.set()
 
 
@@ -283,7 +281,6 @@ def _open_slide(
     grid = read_patch_grid(job.coords)
     if grid.status != "ok" or len(grid.coords) == 0:
         nothing_to_read = _OpenedSlide(job, grid)
-        nothing_to_read.all_claimed.set()
         nothing_to_read.reading_done.set()
         return nothing_to_read
     _check_slide_opens(job.slide)
@@ -293,7 +290,7 @@ def _open_slide(
     )
     opened = _OpenedSlide(job, grid, dataset, used_reader, batches, order)
     if isinstance(batches, LaneBatches):
-        opened.all_claimed, opened.reading_done = batches.all_claimed, batches.reading_done
+        opened.reading_done = batches.reading_done
     return opened
 
 

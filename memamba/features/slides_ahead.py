@@ -1,10 +1,9 @@
 """A job's slides opened one ahead, so that the encoder does not wait between slides.
 
-While one slide is encoded, a background thread opens the next (reads its coords, plans its reader). The
-next slide's lanes start reading as soon as this slide's batches are all claimed (lanes on decode
-processes once this slide's lanes have ended and given their processes back): the encoder then finds the
-next slide's first batches ready instead of waiting for its planning, its first reads, this slide's last
-batches and its features file. A slide whose reader forks worker processes (OpenSlide's
+While one slide is encoded, a background thread opens the next (reads its coords, plans its reader), and
+the next slide's lanes start reading as soon as this slide's lanes have read their last batch: the encoder
+then finds the next slide's first batches ready instead of waiting for its planning, its first reads, and
+this slide's last batches and features file. A slide whose reader forks worker processes (OpenSlide's
 DataLoader) is not overlapped: the next slide is opened only after it, so that nothing runs in another
 thread while its workers fork.
 """
@@ -24,14 +23,11 @@ class OpenedSlide(Protocol):
 
     overlaps: bool
     """Whether the next slide may be opened and read while this one is encoded."""
-    all_claimed: threading.Event
-    """Set once every batch of this slide is claimed by a lane: lanes that find nothing left idle."""
     reading_done: threading.Event
     """Set once this slide's reading is over (its lanes have ended), though batches may still wait."""
 
-    def start(self, early: bool = False) -> None:
-        """Start reading (the consumer's first batch starts it otherwise); `early`, while the slide before
-        still reads its last batches: only what shares nothing with it. Nothing if started or closed."""
+    def start(self) -> None:
+        """Start reading (the consumer's first batch starts it otherwise); nothing if started or closed."""
 
     def close(self) -> None:
         """Stop reading and free the readers; sets `reading_done`."""
@@ -101,18 +97,13 @@ class _Opening:
 
 
 def _start_when_read(current: OpenedSlide | InputError, following: _Opening) -> None:
-    """Start the `following` slide's reading: what shares nothing with the `current` one once all its
-    batches are claimed, the rest once its reading is over."""
+    """Start the `following` slide's reading once the `current` one's is over."""
+    if not isinstance(current, InputError):
+        current.reading_done.wait()
     with contextlib.suppress(BaseException):  # an error opening it reaches the consumer at its turn
-        if not isinstance(current, InputError):
-            current.all_claimed.wait()
         opened = following.result()
-        if isinstance(opened, InputError):
-            return
-        opened.start(early=True)
-        if not isinstance(current, InputError):
-            current.reading_done.wait()
-        opened.start()
+        if not isinstance(opened, InputError):
+            opened.start()
 
 
 def _close(opened: OpenedSlide | InputError | None) -> None:
