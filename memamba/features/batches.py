@@ -148,13 +148,9 @@ class LaneBatches:
     def start(self) -> None:
         """Start the lanes, unless started or closed already."""
         with self.starting:
-            if self.lanes is not None:
+            if self.lanes is not None or self.stop.is_set():  # started, or being closed (which closes the readers)
                 return
             self.lanes = [threading.Thread(target=self._lane, args=(reader,), daemon=True) for reader in self.readers]
-            if self.stop.is_set():
-                self.lanes = []
-                self._close_readers()
-                return
             for lane in self.lanes:
                 lane.start()
 
