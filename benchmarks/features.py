@@ -49,11 +49,12 @@ import h5py
 import numpy as np
 import torch
 
-from memamba.features import cuda_waits, extract, tile_lanes
+from memamba.features import cuda_waits, encoding, extract, tile_lanes
 from memamba.features.batches import openslide_batches, reading_order
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder
-from memamba.features.extract import encode_patches, patch_batches
+from memamba.features.encoding import encode_patches
+from memamba.features.extract import patch_batches
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, TileDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.registry import build_encoder, get_encoder_spec
@@ -484,9 +485,9 @@ def lanes_settings(
     """memamba's tiles-reader settings changed for a measurement (libjpeg lanes in decode processes or
     threads, GIL switch interval in s, sleeping or busy-polling CUDA waits, nvJPEG's batched call or
     torchvision's, the banded reading order or the coords' own), restored afterwards."""
-    saved = tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG
+    saved = tile_lanes.DECODE_PROCESSES, encoding.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG
     tile_lanes.DECODE_PROCESSES = saved[0] if processes is None else processes
-    extract.GIL_SWITCH_INTERVAL = saved[1] if switch is None else switch
+    encoding.GIL_SWITCH_INTERVAL = saved[1] if switch is None else switch
     cuda_waits.BLOCKING = saved[2] if blocking is None else blocking
     tile_lanes.BATCHED_NVJPEG = saved[3] if batched is None else batched
     order = extract.reading_order
@@ -495,7 +496,8 @@ def lanes_settings(
     try:
         yield
     finally:
-        tile_lanes.DECODE_PROCESSES, extract.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG = saved
+        tile_lanes.DECODE_PROCESSES, encoding.GIL_SWITCH_INTERVAL = saved[:2]
+        cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG = saved[2:]
         extract.reading_order = order
 
 

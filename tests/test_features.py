@@ -13,7 +13,8 @@ import torch
 
 from memamba.errors import InputError
 from memamba.features.dataset import SlidePatchDataset
-from memamba.features.extract import encode_patches, extract_features, read_patch_grid
+from memamba.features.encoding import encode_patches
+from memamba.features.extract import extract_features, read_patch_grid
 from memamba.features.features_h5 import export_pt, read_features
 from memamba.features.registry import build_encoder, get_encoder_spec
 
@@ -259,7 +260,7 @@ def test_uni_vit_large_extracts_finite_1024d_features_on_cuda(cmu_coords: Path, 
 def test_encoding_on_cuda_shortens_the_gil_switch_interval_and_restores_it(device: str) -> None:
     import sys
 
-    from memamba.features.extract import GIL_SWITCH_INTERVAL
+    from memamba.features.encoding import GIL_SWITCH_INTERVAL
 
     spec = get_encoder_spec("resnet50_trunc")
     model, _ = build_encoder(spec, None, allow_random_weights=True)
@@ -279,7 +280,7 @@ def test_encoding_on_cuda_shortens_the_gil_switch_interval_and_restores_it(devic
 def test_a_compiled_encoder_keeps_a_longer_gil_switch_interval_on_cuda(compiled: bool) -> None:
     import sys
 
-    from memamba.features.extract import GIL_SWITCH_INTERVAL, GIL_SWITCH_INTERVAL_COMPILED, _gil_switch_interval
+    from memamba.features.encoding import GIL_SWITCH_INTERVAL, GIL_SWITCH_INTERVAL_COMPILED, _gil_switch_interval
 
     before = sys.getswitchinterval()
     with _gil_switch_interval(torch.device("cuda"), compiled):  # sets the interval only: no CUDA call

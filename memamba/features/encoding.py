@@ -1,0 +1,111 @@
+"""The encoder's loop: uint8 patch batches in, features out, keeping the GPU fed beside the reader threads."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from memamba.features.batches import Batch
+from memamba.features.cuda_waits import gpu_event
+from memamba.features.registry import EncoderSpec
+
+logger = logging.getLogger(__name__)
+
+GIL_SWITCH_INTERVAL = 5e-4
+"""Seconds a thread may hold the GIL while others wait for it, during encoding on CUDA (Python's default:
+5 ms). The encoder's loop and the reader threads each take the GIL back after every kernel launch or
+tile; a shorter interval made resnet50_trunc end to end 8-10 % faster on H200s (benchmarks/RESULTS.md)."""
+GIL_SWITCH_INTERVAL_COMPILED = 5e-3
+"""The same for a torch.compile'd encoder, whose loop launches few kernels: Python's default of 5 ms was
+4-7 % faster than 0.5 ms in 3 of 3 rounds (H200, resnet50_trunc; benchmarks/RESULTS.md, tenth pass)."""
+MAX_BATCHES_IN_FLIGHT = 2
+"""Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
+that never waits holds the GIL while the launch queue is full and starves the reader threads."""
+
+
+def encode_patches(
+    model: torch.nn.Module,
+    spec: EncoderSpec,
+    batches: Iterable[Batch],
+    n_patches: int,
+    device: torch.device,
+    *,
+    compile_model: bool = False,
+    label: str = "",
+) -> tuple[np.ndarray, int]:
+    """(features float32 [N, D], number of blank patches) of the uint8 `batches` ([B, 3, S, S], blank [B]).
+
+    Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
+    `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph).
+    On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU.
+    """
+    mean, std = spec.normalization()
+    mean_255 = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+    std_255 = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
+    memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    forward = torch.compile(model) if compile_model else model
+    features = torch.empty((n_patches, spec.output_dim), dtype=torch.float32, device=device)
+    row, blank, full_size = 0, 0, None
+    in_flight: collections.deque = collections.deque()
+    start = time.perf_counter()
+    with torch.inference_mode(), _autocast(spec, device), _gil_switch_interval(device, compile_model):
+        for images, blank_flags in batches:
+            count = len(images)
+            full_size = full_size or count
+            images = images.to(device, non_blocking=True)
+            if compile_model and count < full_size:
+                images = torch.cat([images, images[-1:].expand(full_size - count, -1, -1, -1)])
+            batch = ((images.float() - mean_255) / std_255).contiguous(memory_format=memory_format)
+            output = forward(batch)[:count]
+            if output.shape != (count, spec.output_dim):
+                raise RuntimeError(f"encoder {spec.name} gave {tuple(output.shape)}, expected [*, {spec.output_dim}]")
+            features[row : row + count] = output.float()
+            row += count
+            blank += int(blank_flags.sum())
+            if device.type == "cuda":
+                in_flight.append(gpu_event())
+                in_flight[-1].record()
+                if len(in_flight) > MAX_BATCHES_IN_FLIGHT:
+                    in_flight.popleft().synchronize()
+    features = features[:row].cpu().numpy()
+    seconds = time.perf_counter() - start
+    logger.info(
+        "%s: %d patches with %s on %s in %.1f s (%.1f patches/s)",
+        label,
+        row,
+        spec.name,
+        device,
+        seconds,
+        row / max(seconds, 1e-9),
+    )
+    if blank:
+        logger.warning("%s: %d of %d patches could not be read and are blank", label, blank, row)
+    return features, blank
+
+
+@contextlib.contextmanager
+def _gil_switch_interval(device: torch.device, compiled: bool) -> Iterator[None]:
+    """Python's GIL switch interval set on CUDA while the block runs: GIL_SWITCH_INTERVAL, or
+    GIL_SWITCH_INTERVAL_COMPILED for a `compiled` encoder."""
+    previous = sys.getswitchinterval()
+    if device.type == "cuda":
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_COMPILED if compiled else GIL_SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def _autocast(spec: EncoderSpec, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to the encoder's precision on CUDA; nothing (float32) elsewhere."""
+    if device.type != "cuda" or spec.precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=getattr(torch, spec.precision))
