@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,26 @@ def test_on_cuda_a_job_of_slides_read_ahead_gives_each_slide_the_features_it_get
         )
         together, apart = read_features(job.output)[0].astype(np.float64), read_features(alone)[0].astype(np.float64)
         assert np.abs(together - apart).mean() < 0.01 * np.abs(apart).mean()
+
+
+def test_a_slide_whose_lanes_fail_stops_the_job_and_leaves_no_lane_of_the_next_slide_running(
+    three_slides: list[SlideJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_batch, failing = TilePatchReader.read_batch, three_slides[0].slide.name
+    many = np.concatenate([GENERATED_COORDS] * 10)  # more batches than its lanes may read ahead
+    write_coords(three_slides[1].coords, many, patch_size_level0=512)
+
+    def read_batch_failing_on_the_first_slide(self: TilePatchReader, *args, **kwargs):
+        if self.pyramid.path.name == failing:
+            raise RuntimeError(f"{failing}: a decoder crashed")
+        return read_batch(self, *args, **kwargs)
+
+    before = {thread.ident for thread in threading.enumerate()}
+    monkeypatch.setattr(TilePatchReader, "read_batch", read_batch_failing_on_the_first_slide)
+    with pytest.raises(RuntimeError, match="a decoder crashed"):
+        extract_slides(three_slides, allow_random_weights=True, batch_size=2, reader="tiles")
+    deadline = time.monotonic() + WAIT
+    while {thread.ident for thread in threading.enumerate()} - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not {thread.name for thread in threading.enumerate() if thread.ident not in before}
+    assert not three_slides[1].output.exists()
