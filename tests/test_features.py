@@ -288,6 +288,31 @@ def test_a_compiled_encoder_keeps_a_longer_gil_switch_interval_on_cuda(compiled:
     assert GIL_SWITCH_INTERVAL_COMPILED > GIL_SWITCH_INTERVAL and sys.getswitchinterval() == before
 
 
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
+def test_a_compiled_encoder_runs_as_cuda_graphs_on_cuda_only(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memamba.features.encoding import COMPILE_MODE_CUDA
+
+    spec = get_encoder_spec("resnet50_trunc")
+    model, _ = build_encoder(spec, None, allow_random_weights=True)
+    modes, steps = [], []
+
+    def compile_recording(module: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:
+        modes.append(mode)
+        return module  # what matters here is what encode_patches asks for, not the compilation
+
+    monkeypatch.setattr(torch, "compile", compile_recording)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(True))
+    batches = [(torch.zeros((2, 3, 224, 224), dtype=torch.uint8), torch.zeros(2, dtype=torch.bool))] * 3
+    encode_patches(model, spec, iter(batches), 6, torch.device(device), compile_model=True)
+    graphed = device == "cuda"
+    assert modes == [COMPILE_MODE_CUDA if graphed else None]
+    assert len(steps) == (3 if graphed else 0)  # a new step for the graphs before each batch's replay
+    assert COMPILE_MODE_CUDA == "reduce-overhead"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_waiting_for_a_stream_returns_once_its_queued_work_is_done() -> None:
     from memamba.features.cuda_waits import gpu_event, wait_for_stream

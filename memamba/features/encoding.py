@@ -24,7 +24,13 @@ GIL_SWITCH_INTERVAL = 5e-4
 tile; a shorter interval made resnet50_trunc end to end 8-10 % faster on H200s (benchmarks/RESULTS.md)."""
 GIL_SWITCH_INTERVAL_COMPILED = 5e-3
 """The same for a torch.compile'd encoder, whose loop launches few kernels: Python's default of 5 ms was
-4-7 % faster than 0.5 ms in 3 of 3 rounds (H200, resnet50_trunc; benchmarks/RESULTS.md, tenth pass)."""
+4-7 % faster than 0.5 ms in 3 of 3 rounds (H200, resnet50_trunc; benchmarks/RESULTS.md, tenth pass); with
+CUDA graphs (COMPILE_MODE_CUDA), 0.5 ms was 0.94-1.02x (twelfth pass)."""
+COMPILE_MODE_CUDA = "reduce-overhead"
+"""torch.compile's mode on CUDA: Inductor's kernels replayed as one CUDA graph a batch. Each torch call
+releases the GIL and takes it back, and while reader lanes run the loop waits for it every time; one replay
+a batch instead of a launch per kernel made resnet50_trunc end to end 1.05-1.09x faster than the default
+mode in 3 of 3 rounds, with features equal bit for bit (H200; benchmarks/RESULTS.md, twelfth pass)."""
 MAX_BATCHES_IN_FLIGHT = 2
 """Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
 that never waits holds the GIL while the launch queue is full and starves the reader threads."""
@@ -43,15 +49,16 @@ def encode_patches(
     """(features float32 [N, D], number of blank patches) of the uint8 `batches` ([B, 3, S, S], blank [B]).
 
     Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
-    `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph).
-    On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU.
+    `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph;
+    on CUDA in COMPILE_MODE_CUDA). On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU.
     """
     mean, std = spec.normalization()
     mean_255 = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
     std_255 = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
     memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    forward = torch.compile(model) if compile_model else model
+    graphed = compile_model and device.type == "cuda"
+    forward = torch.compile(model, mode=COMPILE_MODE_CUDA if graphed else None) if compile_model else model
     features = torch.empty((n_patches, spec.output_dim), dtype=torch.float32, device=device)
     row, blank, full_size = 0, 0, None
     in_flight: collections.deque = collections.deque()
@@ -64,6 +71,8 @@ def encode_patches(
             if compile_model and count < full_size:
                 images = torch.cat([images, images[-1:].expand(full_size - count, -1, -1, -1)])
             batch = ((images.float() - mean_255) / std_255).contiguous(memory_format=memory_format)
+            if graphed:
+                torch.compiler.cudagraph_mark_step_begin()  # the last replay's output is copied already
             output = forward(batch)[:count]
             if output.shape != (count, spec.output_dim):
                 raise RuntimeError(f"encoder {spec.name} gave {tuple(output.shape)}, expected [*, {spec.output_dim}]")
