@@ -276,6 +276,35 @@ def test_encoding_on_cuda_shortens_the_gil_switch_interval_and_restores_it(devic
     assert sys.getswitchinterval() == before
 
 
+def test_the_encoding_log_says_how_much_of_the_time_went_waiting_for_the_reader(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import re
+    import time
+
+    spec = get_encoder_spec("resnet50_trunc")
+    model, _ = build_encoder(spec, None, allow_random_weights=True)
+
+    def slow_reader():
+        for _ in range(2):
+            time.sleep(0.5)  # a reader slower than the encoder: most of the time goes waiting for it
+            yield torch.zeros((2, 3, 224, 224), dtype=torch.uint8), torch.zeros(2, dtype=torch.bool)
+
+    with caplog.at_level(logging.INFO, logger="memamba.features.encoding"):
+        encode_patches(model, spec, slow_reader(), 4, torch.device("cpu"), label="slow")
+    waiting = re.search(r"slow: 4 patches .* (\d+) % of it waiting for the reader", caplog.text)
+    assert waiting is not None, caplog.text
+    assert int(waiting.group(1)) >= 50
+
+    caplog.clear()
+    ready = [(torch.zeros((2, 3, 224, 224), dtype=torch.uint8), torch.zeros(2, dtype=torch.bool))] * 2
+    with caplog.at_level(logging.INFO, logger="memamba.features.encoding"):
+        encode_patches(model, spec, iter(ready), 4, torch.device("cpu"), label="ready")
+    waiting = re.search(r"ready: 4 patches .* (\d+) % of it waiting for the reader", caplog.text)
+    assert waiting is not None and int(waiting.group(1)) <= 5  # batches already read: the encoder is the limit
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_a_compiled_encoder_keeps_a_longer_gil_switch_interval_on_cuda(compiled: bool) -> None:
     import sys
