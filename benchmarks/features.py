@@ -21,7 +21,7 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
     default: tiles shared between patches, batches of varying tile counts), in the tiles reader's banded
     reading order and in the grid's row-major order; on CUDA resnet50_trunc as a features job of
     --job-slides links to the synthetic slide (`extract_slides`, each slide opened one ahead; eager and
-    compiled), from the end of its first slide to the end of its last (median of JOB_REPEATS jobs); and the
+    compiled), from the end of its first slide to the end of its last; and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
 
@@ -415,17 +415,12 @@ def end_to_end(
     return rate(work, device, repeats=passes(config))
 
 
-JOB_REPEATS = 3
-"""Jobs run for each job-of-slides row (the median is reported): one job's rate varied by up to 20 % between
-machines (benchmarks/RESULTS.md, eleventh pass)."""
-
-
 def job_of_slides(
     name: str, slide: Path, coords: np.ndarray, n_slides: int, device: torch.device, batch_size: int, compiled: bool
 ) -> float:
     """patches/s of one `extract_slides` job over `n_slides` links to `slide` (the features rule's job of
     several slides: slides opened one ahead), from the end of its first slide to the end of its last (the
-    encoder's build and compilation and the first slide's start are left out); the median of JOB_REPEATS jobs."""
+    encoder's build and compilation and the first slide's start are left out)."""
     folder = Path(tempfile.mkdtemp(dir=slide.parent))
     coords_h5 = folder / "coords.h5"
     with h5py.File(coords_h5, "w") as handle:
@@ -439,15 +434,11 @@ def job_of_slides(
         linked = folder / f"slide{index}.svs"
         os.link(slide, linked)
         jobs.append(extract.SlideJob(linked, coords_h5, folder / f"slide{index}.features.h5"))
-    rates = []
-    for _ in range(JOB_REPEATS):
-        results = extract.extract_slides(
-            jobs, encoder=name, allow_random_weights=True, device=str(device), batch_size=batch_size,
-            compile_model=compiled,
-        )
-        later = results[1:]
-        rates.append(sum(result.n_patches for result in later) / sum(result.seconds for result in later))
-    return statistics.median(rates)
+    results = extract.extract_slides(
+        jobs, encoder=name, allow_random_weights=True, device=str(device), batch_size=batch_size, compile_model=compiled
+    )
+    later = results[1:]
+    return sum(result.n_patches for result in later) / sum(result.seconds for result in later)
 
 
 def tcga_like_rows(
