@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from memamba.features import cuda_waits, encoding, extract, tile_lanes
-from memamba.features.batches import openslide_batches, reading_order
+from memamba.features.batches import lane_stream, openslide_batches, reading_order
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.encoding import encode_patches
@@ -321,7 +321,7 @@ def combined_decode_ceiling(
     stop = time.perf_counter() + seconds
 
     def loop(lane: int) -> None:
-        start, stream = lane * 1024, torch.cuda.Stream(device)
+        start, stream = lane * 1024, lane_stream(device)
         with torch.cuda.stream(stream):
             while time.perf_counter() < stop:
                 tiles, _ = decoders[lane].decode(pyramid, 0, tile_ids[start % len(tile_ids) :][:1024])

@@ -343,6 +343,27 @@ def test_a_compiled_encoder_runs_as_cuda_graphs_on_cuda_only(device: str, monkey
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_reader_lanes_never_get_the_stream_compiled_cuda_graphs_record_on() -> None:
+    from torch._inductor import cudagraph_trees
+
+    from memamba.features.batches import lane_stream
+    from memamba.features.encoding import COMPILE_MODE_CUDA
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    forward = torch.compile(torch.nn.Linear(8, 8).to(device), mode=COMPILE_MODE_CUDA)
+    inputs = torch.randn(4, 8, device=device)
+    with torch.inference_mode():
+        for _ in range(3):  # a warm-up run, then a recording: the graphs' stream exists from here on
+            torch.compiler.cudagraph_mark_step_begin()
+            forward(inputs)
+    recording = cudagraph_trees.get_manager(device.index, create_if_none_exists=False).stream
+    draws = 4 * 32  # four turns of torch's stream pool (32 streams a priority)
+    assert recording.cuda_stream not in {lane_stream(device).cuda_stream for _ in range(draws)}
+    # the hazard: at the default priority the pool hands the recording stream out again
+    assert recording.cuda_stream in {torch.cuda.Stream(device).cuda_stream for _ in range(draws)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_waiting_for_a_stream_returns_once_its_queued_work_is_done() -> None:
     from memamba.features.cuda_waits import gpu_event, wait_for_stream
 

@@ -37,6 +37,14 @@ then covers a block of 8 × 16 patches. At 40× (0.2525 µm/px, as most of TCGA)
 px, off the 256-px tile grid, so neighbouring patches share tiles, and each batch decodes each tile it
 needs once: over a 100,000-px-wide round piece of tissue, batches of 128 rows in the grid's own row-major
 order decode 5.9 tiles a patch, batches of 8-row bands 4.3 (4 rows: 4.5; 16: 4.3)."""
+LANE_STREAM_PRIORITY = -1
+"""CUDA stream priority of the lanes' streams (lower is higher). `torch.cuda.Stream` hands out the
+streams of a fixed pool per priority in turn (32 a device), so after 32 lanes a lane's stream at the
+default priority is an earlier one again, and can be the stream on which torch.compile records its CUDA
+graphs (`encoding.COMPILE_MODE_CUDA`, at the default priority): a lane's work queued while a graph records
+goes into the graph (H200: "CUDA error: invalid argument" in the lane, "tensor(s) in the cudagraph pool
+not tracked as outputs" in the encoder). The high-priority pool's streams are never that stream; reading
+at high priority was as fast (0.97-1.05x; benchmarks/RESULTS.md, thirteenth pass)."""
 PIECES_PER_WORKER = 4
 """DataLoader workers read a slide in pieces, at least this many per worker, which the main process joins
 into encoder batches. With a whole encoder batch per worker, a slide with fewer batches than workers (or
@@ -192,7 +200,7 @@ class LaneBatches:
         self.reading_done.set()
 
     def _lane(self, reader: TilePatchReader) -> None:
-        stream = torch.cuda.Stream(reader.device) if reader.device.type == "cuda" else None
+        stream = lane_stream(reader.device) if reader.device.type == "cuda" else None
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 number = self._claim()
@@ -231,6 +239,12 @@ class LaneBatches:
     def _indices(self, number: int) -> np.ndarray:
         """Rows of the coords in batch `number`."""
         return self.order[number * self.batch_size : (number + 1) * self.batch_size]
+
+
+def lane_stream(device: torch.device) -> torch.cuda.Stream:
+    """A CUDA stream for a lane on `device`: one of the high-priority pool (LANE_STREAM_PRIORITY), never the
+    stream torch.compile's CUDA graphs record on."""
+    return torch.cuda.Stream(device, priority=LANE_STREAM_PRIORITY)
 
 
 def _reread_failed(
