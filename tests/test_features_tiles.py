@@ -24,7 +24,14 @@ from memamba.features.extract import extract_features
 from memamba.features.features_h5 import read_features
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
-from memamba.features.tile_lanes import CPU_LANES, GPU_LANES, GPU_LANES_ALONE, GPU_LANES_COMPILED, plan_lanes
+from memamba.features.tile_lanes import (
+    CPU_LANES,
+    GPU_BATCHES_A_READ_COMPILED,
+    GPU_LANES,
+    GPU_LANES_ALONE,
+    GPU_LANES_COMPILED,
+    plan_lanes,
+)
 from memamba.features.tile_reader import TilePatchReader
 
 CPU = torch.device("cpu")
@@ -182,6 +189,25 @@ def test_several_reader_threads_deliver_every_batch_in_order(generated_svs: Path
     expected = tile_patches(generated_svs, GENERATED_COORDS, 512, 256)
     assert [len(images) for images, _ in batches] == [2, 2, 1]
     assert torch.equal(torch.cat([images for images, _ in batches]), expected)
+
+
+def test_a_lane_reading_several_batches_at_once_hands_each_of_them_over_in_order(generated_svs: Path) -> None:
+    coords = np.concatenate([GENERATED_COORDS] * 4)
+    fallback = SlidePatchDataset(generated_svs, coords, 512, 256, 224)
+    lane = TilePatchReader(JpegTiffPyramid(generated_svs), coords, 512, 256, 224, CPU)
+    lane.batches_a_read = 3
+    read_sizes = []
+    read_batch = lane.read_batch
+
+    def recording_read_batch(indices: np.ndarray, then: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        read_sizes.append(len(indices))
+        return read_batch(indices, then)
+
+    lane.read_batch = recording_read_batch
+    batches = list(tile_batches([lane], fallback, 2))
+    assert [len(images) for images, _ in batches] == [2] * 10
+    assert torch.equal(torch.cat([images for images, _ in batches]), tile_patches(generated_svs, coords, 512, 256))
+    assert read_sizes[0] == 6 and max(read_sizes) == 6 and sum(read_sizes) == len(coords)
 
 
 class _CountedProcesses(ProcessLibjpegDecoder):
@@ -417,13 +443,18 @@ def test_a_small_slide_is_read_by_nvjpeg_lanes_alone(generated_svs: Path, monkey
 
 @needs_cuda
 @pytest.mark.usefixtures("any_slide_is_large")
-def test_a_compiled_encoder_reads_through_more_nvjpeg_lanes_with_the_same_pixels(generated_svs: Path) -> None:
+def test_a_compiled_encoder_reads_through_more_nvjpeg_lanes_several_batches_at_once_with_the_same_pixels(
+    generated_svs: Path,
+) -> None:
     coords = np.concatenate([GENERATED_COORDS] * 8)
     eager = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
     compiled = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8, compiled_encoder=True)
     cpu_decoder = "libjpeg-processes" if processes_supported() else "libjpeg"
     assert GPU_LANES_COMPILED > GPU_LANES
     assert [lane.decoder.name for lane in compiled] == ["nvjpeg"] * GPU_LANES_COMPILED + [cpu_decoder] * CPU_LANES
+    reads = [GPU_BATCHES_A_READ_COMPILED] * GPU_LANES_COMPILED + [1] * CPU_LANES
+    assert [lane.batches_a_read for lane in compiled] == reads
+    assert GPU_BATCHES_A_READ_COMPILED > 1 and {lane.batches_a_read for lane in eager} == {1}
     assert torch.equal(lane_images(compiled, generated_svs, coords), lane_images(eager, generated_svs, coords))
 
 

@@ -122,7 +122,8 @@ def tile_batches(
     decoder, e.g. nvJPEG lanes beside libjpeg lanes) in background threads: each lane claims the next
     unread batch when it is free, so faster lanes read more; at most BATCHES_AHEAD_PER_LANE batches per
     lane are claimed and not yet consumed. A lane whose decoder prefetches (decode processes) claims the
-    batch after the one it reads, so that its decoders start on it while it assembles this one.
+    batch after the one it reads, so that its decoders start on it while it assembles this one; a lane
+    whose reader has `batches_a_read` > 1 claims up to that many batches at once and reads them together.
     Lanes run on their own CUDA streams; a batch is handed over once its stream's work is done. The lanes
     start at the first batch asked for, or earlier through `LaneBatches.start`."""
     readers = readers if isinstance(readers, list) else [readers]
@@ -203,18 +204,21 @@ class LaneBatches:
         stream = lane_stream(reader.device) if reader.device.type == "cuda" else None
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                number = self._claim()
-                while number is not None:
+                numbers = self._claims(reader.batches_a_read)
+                while numbers:
                     following = self._claim(blocking=False) if reader.prefetches else None
-                    indices = self._indices(number)
+                    parts = [self._indices(number) for number in numbers]
+                    indices = np.concatenate(parts)
                     then = None if following is None else self._indices(following)
-                    batch = _reread_failed(*reader.read_batch(indices, then), indices, self.fallback)
+                    images, blank = _reread_failed(*reader.read_batch(indices, then), indices, self.fallback)
                     if stream is not None:
                         wait_for_stream(stream)
                     with self.ready:
-                        self.done[number] = batch
+                        ends = np.cumsum([len(part) for part in parts])
+                        for number, end, part in zip(numbers, ends, parts, strict=True):
+                            self.done[number] = images[end - len(part) : end], blank[end - len(part) : end]
                         self.ready.notify_all()
-                    number = following if following is not None else self._claim()
+                    numbers = [following] if following is not None else self._claims(reader.batches_a_read)
         except BaseException as error:  # handed to the consumer, which re-raises it
             with self.ready:
                 self.errors.append(error)
@@ -225,6 +229,18 @@ class LaneBatches:
                 self.lanes_running -= 1
                 if self.lanes_running == 0:
                     self.reading_done.set()
+
+    def _claims(self, most: int) -> list[int]:
+        """The next unread batch numbers for a lane reading up to `most` at once: the first as `_claim`,
+        the others only where they can be claimed without waiting; empty when all are read."""
+        first = self._claim()
+        numbers = [] if first is None else [first]
+        while numbers and len(numbers) < most:
+            extra = self._claim(blocking=False)
+            if extra is None:
+                break
+            numbers.append(extra)
+        return numbers
 
     def _claim(self, blocking: bool = True) -> int | None:
         """The next unread batch number once fewer than the allowed batches wait; None when all are read

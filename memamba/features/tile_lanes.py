@@ -33,6 +33,12 @@ GPU_LANES_COMPILED = 2
 """nvJPEG lanes beside CPU lanes for a torch.compile'd encoder, whose loop launches fewer kernels and
 whose batches take a third less GPU time: there the second lane gains (H200, round robin ×6: 8.2k
 against 7.8k patches/s, ahead in every round; benchmarks/RESULTS.md, seventh pass)."""
+GPU_BATCHES_A_READ_COMPILED = 2
+"""Encoder batches an nvJPEG lane reads at once (one nvJPEG call for all their tiles) beside CPU lanes and
+a torch.compile'd encoder. Beside that encoder's CUDA graphs nvJPEG's call takes about 15 ms more than
+alone, whatever its size (512 tiles 38 ms, 1,024 tiles 61 ms), so larger calls pay it less often. H200,
+round robin x3: jobs of 6 slides 1.03 / 1.05 / 1.06x, one slide 0.99 / 1.05 / 1.07x; with an eager
+encoder 0.97-0.99x, so eager lanes read one batch at once (benchmarks/RESULTS.md, thirteenth pass)."""
 GPU_LANES_ALONE = 2
 """nvJPEG lanes where no CPU lanes decode beside them: the second one overlaps file reads, assembly and
 resizing with the first one's decoding."""
@@ -82,9 +88,9 @@ def plan_lanes(
     """Readers ("lanes") of one slide for `tile_batches`, using up to `threads` CPU threads in all.
 
     CPU: CPU_LANES libjpeg lanes sharing `threads` decode threads, with libjpeg's default upsampling
-    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes (GPU_LANES_COMPILED for a `compiled_encoder`) and CPU
-    lanes on `threads` − THREADS_KEPT decode processes with libjpeg's replicating upsampling where that
-    decodes sample tiles exactly as nvJPEG;
+    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes (GPU_LANES_COMPILED for a `compiled_encoder`, each
+    reading GPU_BATCHES_A_READ_COMPILED batches at once) and CPU lanes on `threads` − THREADS_KEPT decode
+    processes with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG;
     GPU_LANES_ALONE nvJPEG lanes where it does not, where no threads are left for libjpeg, or on a slide of
     at most SMALL_SLIDE_PATCHES patches; CPU lanes alone (default upsampling) where nvJPEG decodes the
     samples unlike libjpeg.
@@ -112,6 +118,9 @@ def plan_lanes(
         logger.info("%s: nvJPEG lanes only for its %d patches (a small slide)", slide_path.name, len(coords))
     if not beside:
         return lanes
+    if compiled_encoder:
+        for lane in lanes:
+            lane.batches_a_read = GPU_BATCHES_A_READ_COMPILED
     logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)
     return lanes + _cpu_lanes(pyramid, geometry, cpu_threads, "replicate")
 

@@ -53,7 +53,11 @@ class TilePatchReader:
     one thread. The reader owns `pyramid` and `decoder` and closes both.
     `matrix_resize`: crop and resize by matrix products (`MosaicResampler`; on tensor cores on CUDA),
     not by indexing and `interpolate`; default: on CUDA.
+    `batches_a_read`: encoder batches its lane (`batches.tile_batches`) reads at once, one decode for all
+    their tiles; default 1.
     """
+
+    batches_a_read: int = 1
 
     def __init__(
         self,
