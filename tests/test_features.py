@@ -342,6 +342,42 @@ def test_a_compiled_encoder_runs_as_cuda_graphs_on_cuda_only(device: str, monkey
     assert COMPILE_MODE_CUDA == "reduce-overhead"
 
 
+class _StreamRecording(torch.nn.Module):
+    """An encoder that notes the CUDA stream each of its batches runs on."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.streams = inner, []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.streams.append(torch.cuda.current_stream())
+        return self.inner(images)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_an_eager_encoder_runs_on_a_stream_of_its_own_with_the_same_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memamba.features import encoding
+
+    spec = get_encoder_spec("resnet50_trunc")
+    model, _ = build_encoder(spec, None, allow_random_weights=True)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 224, 224), dtype=torch.uint8, generator=generator)
+    batches = [(images[start : start + 2], torch.zeros(2, dtype=torch.bool)) for start in (0, 2, 4)]
+    device, default = torch.device("cuda"), torch.cuda.default_stream()
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: module)  # only where it runs matters here
+    runs = {}
+    for compiled, own_stream in ((False, True), (True, True), (False, False)):
+        monkeypatch.setattr(encoding, "OWN_STREAM_EAGER", own_stream)
+        recording = _StreamRecording(model)
+        features, _ = encode_patches(recording, spec, iter(batches), 6, device, compile_model=compiled)
+        runs[compiled, own_stream] = features, recording.streams
+    eager_streams, compiled_streams = runs[False, True][1], runs[True, True][1]
+    assert len(eager_streams) == 3 and all(stream != default for stream in eager_streams)
+    assert len(compiled_streams) == 3 and all(stream == default for stream in compiled_streams)
+    assert all(stream == default for stream in runs[False, False][1])
+    np.testing.assert_array_equal(runs[False, True][0], runs[False, False][0])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_reader_lanes_never_get_the_stream_compiled_cuda_graphs_record_on() -> None:
     from torch._inductor import cudagraph_trees

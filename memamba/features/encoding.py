@@ -31,6 +31,13 @@ COMPILE_MODE_CUDA = "reduce-overhead"
 releases the GIL and takes it back, and while reader lanes run the loop waits for it every time; one replay
 a batch instead of a launch per kernel made resnet50_trunc end to end 1.05-1.09x faster than the default
 mode in 3 of 3 rounds, with features equal bit for bit (H200; benchmarks/RESULTS.md, twelfth pass)."""
+OWN_STREAM_EAGER = True
+"""On CUDA, run an eager encoder on a CUDA stream of its own, not on the legacy default stream, which work
+on the GPU lanes' side (nvJPEG's, the next slide's planning) waits behind. resnet50_trunc, round robins x3
+on two H200s: nvJPEG's call 17.5 against 25.1 ms a batch; one slide 1.13 / 1.03 / 1.00x and
+1.10 / 1.02 / 1.20x, jobs of 6 slides 1.04 / 1.21 / 1.15x and 0.99 / 1.05 / 1.22x. A compiled encoder stays
+on the default stream: 0.91-1.07x there, and its CUDA graphs are recorded on a stream of torch's pool that
+its own stream might be (benchmarks/RESULTS.md, thirteenth pass)."""
 MAX_BATCHES_IN_FLIGHT = 2
 """Batches queued on the GPU before the encoder's loop waits (releasing the GIL) for the oldest: a loop
 that never waits holds the GIL while the launch queue is full and starves the reader threads."""
@@ -50,8 +57,23 @@ def encode_patches(
 
     Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
     `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph;
-    on CUDA in COMPILE_MODE_CUDA). On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU.
+    on CUDA in COMPILE_MODE_CUDA). On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU,
+    and an eager encoder runs on a stream of its own (OWN_STREAM_EAGER).
     """
+    with _encoder_stream(device, compile_model):
+        return _encode(model, spec, batches, n_patches, device, compile_model, label)
+
+
+def _encode(
+    model: torch.nn.Module,
+    spec: EncoderSpec,
+    batches: Iterable[Batch],
+    n_patches: int,
+    device: torch.device,
+    compile_model: bool,
+    label: str,
+) -> tuple[np.ndarray, int]:
+    """`encode_patches` on the current CUDA stream."""
     mean, std = spec.normalization()
     mean_255 = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
     std_255 = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
@@ -106,6 +128,19 @@ def encode_patches(
     if blank:
         logger.warning("%s: %d of %d patches could not be read and are blank", label, blank, row)
     return features, blank
+
+
+@contextlib.contextmanager
+def _encoder_stream(device: torch.device, compiled: bool) -> Iterator[None]:
+    """On CUDA with an eager encoder (OWN_STREAM_EAGER), the block runs on a new stream of torch's pool that
+    first waits for the work queued so far (the model's weights moved to the device); otherwise as it is."""
+    if device.type != "cuda" or compiled or not OWN_STREAM_EAGER:
+        yield
+        return
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        yield
 
 
 @contextlib.contextmanager

@@ -36,9 +36,10 @@ against 7.8k patches/s, ahead in every round; benchmarks/RESULTS.md, seventh pas
 GPU_BATCHES_A_READ_COMPILED = 2
 """Encoder batches an nvJPEG lane reads at once (one nvJPEG call for all their tiles) beside CPU lanes and
 a torch.compile'd encoder. Beside that encoder's CUDA graphs nvJPEG's call takes about 15 ms more than
-alone, whatever its size (512 tiles 38 ms, 1,024 tiles 61 ms), so larger calls pay it less often. H200,
-round robin x3: jobs of 6 slides 1.03 / 1.05 / 1.06x, one slide 0.99 / 1.05 / 1.07x; with an eager
-encoder 0.97-0.99x, so eager lanes read one batch at once (benchmarks/RESULTS.md, thirteenth pass)."""
+alone, whatever its size (512 tiles 38 ms, 1,024 tiles 57-61 ms), so larger calls pay it less often.
+Round robins x3 on two H200s: jobs of 6 slides 1.03 / 1.05 / 1.06x and 1.03 / 0.96 / 1.03x, one slide
+within the noise (0.93-1.07x); with an eager encoder 0.97-0.99x, so eager lanes read one batch at once
+(benchmarks/RESULTS.md, thirteenth pass)."""
 GPU_LANES_ALONE = 2
 """nvJPEG lanes where no CPU lanes decode beside them: the second one overlaps file reads, assembly and
 resizing with the first one's decoding."""
