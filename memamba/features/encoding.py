@@ -32,9 +32,9 @@ releases the GIL and takes it back, and while reader lanes run the loop waits fo
 a batch instead of a launch per kernel made resnet50_trunc end to end 1.05-1.09x faster than the default
 mode in 3 of 3 rounds, with features equal bit for bit (H200; benchmarks/RESULTS.md, twelfth pass)."""
 OWN_STREAM_EAGER = True
-"""On CUDA, run an eager encoder on a CUDA stream of its own, not on the legacy default stream, which work
-on the GPU lanes' side (nvJPEG's, the next slide's planning) waits behind. resnet50_trunc, round robins x3
-on two H200s: nvJPEG's call 17.5 against 25.1 ms a batch; one slide 1.13 / 1.03 / 1.00x and
+"""On CUDA, run an eager encoder on a CUDA stream of its own, not on the legacy default stream (which
+synchronises with every blocking stream). resnet50_trunc, round robins x3 on two H200s: nvJPEG's call beside
+it 17.5 against 25.1 ms a batch on one machine (19.0 against 19.8 on the other); one slide 1.13 / 1.03 / 1.00x and
 1.10 / 1.02 / 1.20x, jobs of 6 slides 1.04 / 1.21 / 1.15x and 0.99 / 1.05 / 1.22x. A compiled encoder stays
 on the default stream: 0.91-1.07x there, and its CUDA graphs are recorded on a stream of torch's pool that
 its own stream might be (benchmarks/RESULTS.md, thirteenth pass)."""
