@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -59,6 +58,7 @@ from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, TileDe
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.registry import build_encoder, get_encoder_spec
 from memamba.features.tile_lanes import THREADS_KEPT
+from memamba.slide.coords_h5 import write_coords
 
 CMU = Path(__file__).resolve().parents[1] / "tests" / "data" / "slides" / "cmu-1-small-region.svs"
 TILE = 256
@@ -128,6 +128,13 @@ def write_synthetic_svs(path: Path, size: int, quality: int = 90) -> None:
                 metadata=None,
                 software=False,
             )
+
+
+def write_grid_coords(path: Path, coords: np.ndarray) -> None:
+    """A coords h5 of 20× patches (`coords`: level-0 corners [N, 2] of PATCH_LEVEL0-px patches of the 40×
+    synthetic slide) in the tiling stage's schema (256 px at 0.5 µm/px)."""
+    attrs = {"patch_size_level0": PATCH_LEVEL0, "patch_size": PATCH_LEVEL0, "patch_level": 0}
+    write_coords(path, coords, {**attrs, "target_patch_size": 256, "target_mpp": 0.5, "status": "ok"})
 
 
 def _never_called(*args: object, **kwargs: object) -> bytes:
@@ -423,12 +430,7 @@ def job_of_slides(
     encoder's build and compilation and the first slide's start are left out)."""
     folder = Path(tempfile.mkdtemp(dir=slide.parent))
     coords_h5 = folder / "coords.h5"
-    with h5py.File(coords_h5, "w") as handle:
-        dataset = handle.create_dataset("coords", data=coords)
-        dataset.attrs.update(
-            patch_size_level0=PATCH_LEVEL0, patch_size=PATCH_LEVEL0, patch_level=0, target_patch_size=256
-        )
-        dataset.attrs.update(target_mpp=0.5, status="ok")
+    write_grid_coords(coords_h5, coords)
     jobs = []
     for index in range(n_slides):
         linked = folder / f"slide{index}.svs"

@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import torch
 
-from benchmarks.features import PATCH_LEVEL0, patch_grid, publish, write_synthetic_svs
+from benchmarks.features import PATCH_LEVEL0, patch_grid, publish, write_grid_coords, write_synthetic_svs
 from memamba.features.features_h5 import read_features
 
 
@@ -36,16 +35,7 @@ def synthetic_cohort(folder: Path, n_slides: int, size: int) -> tuple[list[Path]
     for slide in slides[1:]:
         shutil.copyfile(slides[0], slide)
     coords = folder / "coords.h5"
-    with h5py.File(coords, "w") as handle:
-        dataset = handle.create_dataset("coords", data=patch_grid(size, size, PATCH_LEVEL0))
-        dataset.attrs.update(
-            patch_size_level0=PATCH_LEVEL0,
-            patch_size=PATCH_LEVEL0,
-            patch_level=0,
-            target_patch_size=256,
-            target_mpp=0.5,
-            status="ok",
-        )
+    write_grid_coords(coords, patch_grid(size, size, PATCH_LEVEL0))
     return slides, coords
 
 
