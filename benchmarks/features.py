@@ -16,12 +16,12 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
     start-up included; decode processes stay up between passes, as within a job) for resnet50_trunc and
     vit_large_patch16_224 on a synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real
     CMU-1-Small-Region slide; on CUDA also resnet50_trunc through torch.compile (with --compile, every
-    encoder), whose tiles reader then runs GPU_LANES_COMPILED nvJPEG lanes; resnet50_trunc also on a
+    encoder), whose tiles reader then runs GPU_LANES_GRAPHED nvJPEG lanes; resnet50_trunc also on a
     TCGA-like grid (TCGA_PATCH_LEVEL0-px patches over a disc of a TCGA-sized synthetic slide, 100,000² by
     default: tiles shared between patches, batches of varying tile counts), in the tiles reader's banded
     reading order and in the grid's row-major order; on CUDA resnet50_trunc as a features job of
     --job-slides links to the synthetic slide (`extract_slides`, each slide opened one ahead; eager and
-    compiled), from the end of its first slide to the end of its last; and the
+    compiled), from the end of its first slide to the end of its last (median of 3 jobs); and the
     CLAM-style baseline: fp32, no autocast, one OpenSlide handle shared by 8 forked workers, CPU
     normalisation, batch 256.
 
@@ -50,6 +50,7 @@ import torch
 
 from memamba.features import cuda_waits, encoding, extract, tile_lanes
 from memamba.features.batches import lane_stream, openslide_batches, reading_order
+from memamba.features.captured_encoder import CapturedEncoder, cuda_encoder
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.encoding import encode_patches
@@ -202,13 +203,28 @@ def encoder(name: str) -> torch.nn.Module:
     return build_encoder(get_encoder_spec(name), None, allow_random_weights=True)[0]
 
 
+@functools.cache
+def job_encoder(name: str, device: torch.device, batch_size: int) -> torch.nn.Module:
+    """The encoder `name` as an eager features job runs it on `device` for batches of `batch_size` (on CUDA
+    `cuda_encoder`: a CNN as cuDNN's fused kernels, one CUDA graph a batch), made once per run."""
+    model = encoder(name)
+    return cuda_encoder(model, get_encoder_spec(name), device, batch_size) if device.type == "cuda" else model
+
+
 def model_pass(
-    name: str, device: torch.device, compiled: bool, n_batches: int = 20, batch_size: int | None = None
+    name: str,
+    device: torch.device,
+    compiled: bool,
+    n_batches: int = 20,
+    batch_size: int | None = None,
+    as_built: bool = False,
 ) -> Callable[[], int]:
     """One pass (returning its images) of the encoder alone on random uint8 batches already on the GPU
-    (normalisation included), in batches of `batch_size` (default CEILING_BATCH)."""
-    spec, model = get_encoder_spec(name), encoder(name)
+    (normalisation included), in batches of `batch_size` (default CEILING_BATCH): as a features job runs it
+    (`job_encoder`), through torch.compile if `compiled`, or the model `as_built`."""
     batch_size = batch_size or (CEILING_BATCH[name] if device.type == "cuda" else 8)
+    spec = get_encoder_spec(name)
+    model = encoder(name) if compiled or as_built else job_encoder(name, device, batch_size)
     n_batches = n_batches if device.type == "cuda" else 2
     images = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8, device=device)
 
@@ -224,10 +240,15 @@ def model_pass(
 
 
 def model_ceiling(
-    name: str, device: torch.device, compiled: bool, n_batches: int = 20, batch_size: int | None = None
+    name: str,
+    device: torch.device,
+    compiled: bool,
+    n_batches: int = 20,
+    batch_size: int | None = None,
+    as_built: bool = False,
 ) -> float:
     """img/s of `model_pass` (after a warm-up pass, which compiles)."""
-    work = model_pass(name, device, compiled, n_batches, batch_size)
+    work = model_pass(name, device, compiled, n_batches, batch_size, as_built)
     work()
     return rate(work, device)
 
@@ -352,24 +373,24 @@ def reader_batches(
     config: Config,
     batch_size: int,
     size: int,
-    compiled: bool = False,
+    graphed: bool = False,
     patch_level0: int = PATCH_LEVEL0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """memamba's own batches of `patch_level0`-px patches for a reader configuration (reader, worker
-    processes, CPU threads), planned for a `compiled` encoder or an eager one."""
+    processes, CPU threads), planned for an encoder replaying CUDA graphs (`graphed`) or not."""
     reader, workers, threads = config
     dataset = SlidePatchDataset(slide, coords, patch_level0, READ_SIZE, size)
-    return patch_batches(reader, dataset, device, batch_size, workers, threads, compiled_encoder=compiled)[1]
+    return patch_batches(reader, dataset, device, batch_size, workers, threads, graphed_encoder=graphed)[1]
 
 
 def reader_pass(
-    slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int, compiled: bool = False
+    slide: Path, coords: np.ndarray, device: torch.device, config: Config, batch_size: int, graphed: bool = True
 ) -> Callable[[], int]:
     """One pass (returning its patches) of a reader configuration alone, no model (worker start-up
-    included), planned for a `compiled` encoder or an eager one."""
+    included), planned for an encoder replaying CUDA graphs (`graphed`, as resnet50_trunc's) or not."""
 
     def work() -> int:
-        batches = reader_batches(slide, coords, device, config, batch_size, 224, compiled)
+        batches = reader_batches(slide, coords, device, config, batch_size, 224, graphed)
         return sum(len(images) for images, _ in batches)
 
     return work
@@ -393,12 +414,14 @@ def end_to_end_pass(
     patch_level0: int = PATCH_LEVEL0,
 ) -> Callable[[], int]:
     """One pass (returning its patches) of reading + encoding every patch (`patch_level0` px at level 0;
-    features on the host) with memamba's fast settings, the encoder eager or `compiled` (torch.compile);
-    worker start-up included."""
-    spec, model = get_encoder_spec(name), encoder(name)
+    features on the host) with memamba's fast settings, the encoder as an eager job runs it (`job_encoder`)
+    or `compiled` (torch.compile); worker start-up included."""
+    spec = get_encoder_spec(name)
+    model = encoder(name) if compiled else job_encoder(name, device, batch_size)
+    graphed = device.type == "cuda" and (compiled or isinstance(model, CapturedEncoder))
 
     def work() -> int:
-        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size, compiled, patch_level0)
+        batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size, graphed, patch_level0)
         features, _ = encode_patches(model, spec, batches, len(coords), device, compile_model=compiled)
         return len(features)
 
@@ -423,11 +446,19 @@ def end_to_end(
 
 
 def job_of_slides(
-    name: str, slide: Path, coords: np.ndarray, n_slides: int, device: torch.device, batch_size: int, compiled: bool
+    name: str,
+    slide: Path,
+    coords: np.ndarray,
+    n_slides: int,
+    device: torch.device,
+    batch_size: int,
+    compiled: bool,
+    repeats: int = 3,
 ) -> float:
-    """patches/s of one `extract_slides` job over `n_slides` links to `slide` (the features rule's job of
+    """patches/s of an `extract_slides` job over `n_slides` links to `slide` (the features rule's job of
     several slides: slides opened one ahead), from the end of its first slide to the end of its last (the
-    encoder's build and compilation and the first slide's start are left out)."""
+    encoder's build and compilation and the first slide's start are left out): the median of `repeats`
+    jobs in a row (one job's rate spread by up to ±10 % between runs)."""
     folder = Path(tempfile.mkdtemp(dir=slide.parent))
     coords_h5 = folder / "coords.h5"
     write_grid_coords(coords_h5, coords)
@@ -436,11 +467,19 @@ def job_of_slides(
         linked = folder / f"slide{index}.svs"
         os.link(slide, linked)
         jobs.append(extract.SlideJob(linked, coords_h5, folder / f"slide{index}.features.h5"))
-    results = extract.extract_slides(
-        jobs, encoder=name, allow_random_weights=True, device=str(device), batch_size=batch_size, compile_model=compiled
-    )
-    later = results[1:]
-    return sum(result.n_patches for result in later) / sum(result.seconds for result in later)
+    rates = []
+    for _ in range(repeats):
+        results = extract.extract_slides(
+            jobs,
+            encoder=name,
+            allow_random_weights=True,
+            device=str(device),
+            batch_size=batch_size,
+            compile_model=compiled,
+        )
+        later = results[1:]
+        rates.append(sum(result.n_patches for result in later) / sum(result.seconds for result in later))
+    return statistics.median(rates)
 
 
 def tcga_like_rows(
@@ -622,7 +661,10 @@ def main() -> None:
         ceilings, compiled_ceilings = {}, {}
         for name in args.encoders:
             ceilings[name] = model_ceiling(name, device, compiled=False)
-            add(f"(a) model only {name}, bf16", "-", ceilings[name], "img/s")
+            add(f"(a) model only {name}, bf16, as a features job runs it", "-", ceilings[name], "img/s")
+            if device.type == "cuda" and job_encoder(name, device, CEILING_BATCH[name]) is not encoder(name):
+                as_built = model_ceiling(name, device, compiled=False, as_built=True)
+                add(f"(a) model only {name}, bf16, as built (no rewrite)", "-", as_built, "img/s")
             if device.type == "cuda" and (args.compile or name == "resnet50_trunc"):
                 batch = MODEL_BATCH[name]
                 compiled_ceilings[name] = model_ceiling(name, device, True, batch_size=batch)
@@ -688,7 +730,7 @@ def main() -> None:
             if name in compiled_ceilings:
                 compiled_rate = end_to_end(name, synthetic, coords, device, configs[0], batch, compiled=True)
                 note = against_ceilings(compiled_rate, compiled_ceilings[name]).replace("model", "compiled model")
-                how = f"torch.compile, {describe(configs[0], device)}, {tile_lanes.GPU_LANES_COMPILED} nvJPEG lanes"
+                how = f"torch.compile, {describe(configs[0], device)}, {tile_lanes.GPU_LANES_GRAPHED} nvJPEG lanes"
                 add(f"(c) {name} end to end, {how}", "synthetic", compiled_rate, note)
             if device.type == "cuda" and name == "resnet50_trunc":
                 for compiled in (False, True):
@@ -697,6 +739,7 @@ def main() -> None:
                     how = "torch.compile" if compiled else "eager"
                     note = against_ceilings(job_rate, model) + (" (compiled model)" if compiled else "")
                     what = f"(c) {name}, a job of {args.job_slides} slides read one ahead, {how}, after its first slide"
+                    what += " (median of 3 jobs)"
                     add(what, "synthetic", job_rate, note)
             if name == "resnet50_trunc":
                 tcga_like_rows(name, tcga_slide, tcga_size, device, configs[0], batch, decode_tiles, add)

@@ -306,15 +306,15 @@ def test_the_encoding_log_says_how_much_of_the_time_went_waiting_for_the_reader(
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-def test_a_compiled_encoder_keeps_a_longer_gil_switch_interval_on_cuda(compiled: bool) -> None:
+def test_an_encoder_replaying_cuda_graphs_keeps_a_longer_gil_switch_interval_on_cuda(compiled: bool) -> None:
     import sys
 
-    from memamba.features.encoding import GIL_SWITCH_INTERVAL, GIL_SWITCH_INTERVAL_COMPILED, _gil_switch_interval
+    from memamba.features.encoding import GIL_SWITCH_INTERVAL, GIL_SWITCH_INTERVAL_GRAPHED, _gil_switch_interval
 
     before = sys.getswitchinterval()
     with _gil_switch_interval(torch.device("cuda"), compiled):  # sets the interval only: no CUDA call
-        assert sys.getswitchinterval() == (GIL_SWITCH_INTERVAL_COMPILED if compiled else GIL_SWITCH_INTERVAL)
-    assert GIL_SWITCH_INTERVAL_COMPILED > GIL_SWITCH_INTERVAL and sys.getswitchinterval() == before
+        assert sys.getswitchinterval() == (GIL_SWITCH_INTERVAL_GRAPHED if compiled else GIL_SWITCH_INTERVAL)
+    assert GIL_SWITCH_INTERVAL_GRAPHED > GIL_SWITCH_INTERVAL and sys.getswitchinterval() == before
 
 
 @pytest.mark.parametrize(

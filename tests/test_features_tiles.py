@@ -26,10 +26,10 @@ from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid, UnsupportedSlide
 from memamba.features.tile_lanes import (
     CPU_LANES,
-    GPU_BATCHES_A_READ_COMPILED,
+    GPU_BATCHES_A_READ_GRAPHED,
     GPU_LANES,
     GPU_LANES_ALONE,
-    GPU_LANES_COMPILED,
+    GPU_LANES_GRAPHED,
     plan_lanes,
 )
 from memamba.features.tile_reader import TilePatchReader
@@ -443,32 +443,39 @@ def test_a_small_slide_is_read_by_nvjpeg_lanes_alone(generated_svs: Path, monkey
 
 @needs_cuda
 @pytest.mark.usefixtures("any_slide_is_large")
-def test_a_compiled_encoder_reads_through_more_nvjpeg_lanes_several_batches_at_once_with_the_same_pixels(
+def test_an_encoder_replaying_cuda_graphs_reads_through_more_nvjpeg_lanes_several_batches_at_once_alike(
     generated_svs: Path,
 ) -> None:
     coords = np.concatenate([GENERATED_COORDS] * 8)
     eager = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8)
-    compiled = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8, compiled_encoder=True)
+    compiled = plan_lanes(generated_svs, coords, 512, 256, 224, CUDA, threads=8, graphed_encoder=True)
     cpu_decoder = "libjpeg-processes" if processes_supported() else "libjpeg"
-    assert GPU_LANES_COMPILED > GPU_LANES
-    assert [lane.decoder.name for lane in compiled] == ["nvjpeg"] * GPU_LANES_COMPILED + [cpu_decoder] * CPU_LANES
-    reads = [GPU_BATCHES_A_READ_COMPILED] * GPU_LANES_COMPILED + [1] * CPU_LANES
+    assert GPU_LANES_GRAPHED > GPU_LANES
+    assert [lane.decoder.name for lane in compiled] == ["nvjpeg"] * GPU_LANES_GRAPHED + [cpu_decoder] * CPU_LANES
+    reads = [GPU_BATCHES_A_READ_GRAPHED] * GPU_LANES_GRAPHED + [1] * CPU_LANES
     assert [lane.batches_a_read for lane in compiled] == reads
-    assert GPU_BATCHES_A_READ_COMPILED > 1 and {lane.batches_a_read for lane in eager} == {1}
+    assert GPU_BATCHES_A_READ_GRAPHED > 1 and {lane.batches_a_read for lane in eager} == {1}
     assert torch.equal(lane_images(compiled, generated_svs, coords), lane_images(eager, generated_svs, coords))
 
 
 @needs_cuda
 @pytest.mark.usefixtures("any_slide_is_large")
-def test_compiled_extraction_plans_its_lanes_for_the_compiled_encoder_and_matches_eager_features(
-    generated_svs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("fused", [True, False])
+def test_extraction_plans_its_lanes_for_an_encoder_replaying_cuda_graphs_and_compiled_matches_eager_features(
+    fused: bool, generated_svs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from memamba.features import captured_encoder
+
+    monkeypatch.setattr(captured_encoder, "FUSED_CNN", fused)  # resnet50_trunc captured as a CUDA graph, or not
     coords = write_coords(tmp_path / "coords.h5", GENERATED_COORDS, patch_size_level0=512, target_patch_size=256)
     run = {"allow_random_weights": True, "device": "cuda", "reader": "tiles", "batch_size": 4}
-    extract_features(generated_svs, coords, tmp_path / "eager.h5", **run)
+    with caplog.at_level("INFO", logger="memamba.features.tile_lanes"):
+        extract_features(generated_svs, coords, tmp_path / "eager.h5", **run)
+    assert f"{GPU_LANES_GRAPHED if fused else GPU_LANES} nvJPEG lanes" in caplog.text
+    caplog.clear()
     with caplog.at_level("INFO", logger="memamba.features.tile_lanes"):
         extract_features(generated_svs, coords, tmp_path / "compiled.h5", compile_model=True, **run)
-    assert f"{GPU_LANES_COMPILED} nvJPEG lanes" in caplog.text
+    assert f"{GPU_LANES_GRAPHED} nvJPEG lanes" in caplog.text
     eager, compiled = read_features(tmp_path / "eager.h5")[0], read_features(tmp_path / "compiled.h5")[0]
     assert np.corrcoef(eager.ravel(), compiled.ravel())[0, 1] > 0.999
 

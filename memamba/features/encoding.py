@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from memamba.features.batches import Batch
+from memamba.features.captured_encoder import CapturedEncoder
 from memamba.features.cuda_waits import gpu_event
 from memamba.features.registry import EncoderSpec
 
@@ -22,10 +23,13 @@ GIL_SWITCH_INTERVAL = 5e-4
 """Seconds a thread may hold the GIL while others wait for it, during encoding on CUDA (Python's default:
 5 ms). The encoder's loop and the reader threads each take the GIL back after every kernel launch or
 tile; a shorter interval made resnet50_trunc end to end 8-10 % faster on H200s (benchmarks/RESULTS.md)."""
-GIL_SWITCH_INTERVAL_COMPILED = 5e-3
-"""The same for a torch.compile'd encoder, whose loop launches few kernels: Python's default of 5 ms was
-4-7 % faster than 0.5 ms in 3 of 3 rounds (H200, resnet50_trunc; benchmarks/RESULTS.md, tenth pass); with
-CUDA graphs (COMPILE_MODE_CUDA), 0.5 ms was 0.94-1.02x (twelfth pass)."""
+GIL_SWITCH_INTERVAL_GRAPHED = 5e-3
+"""The same for an encoder replaying a CUDA graph a batch (torch.compile on CUDA, or a CapturedEncoder),
+whose loop takes the GIL back a few times a batch. H200, resnet50_trunc: torch.compile in its default mode
+was 4-7 % faster at Python's default of 5 ms than at 0.5 ms in 3 of 3 rounds (benchmarks/RESULTS.md, tenth
+pass); with CUDA graphs (COMPILE_MODE_CUDA), 0.5 ms was 0.94-1.02x (twelfth pass); a CapturedEncoder's
+jobs of 6 slides 1.04 / 1.03 / 0.94x at 5 ms against 0.5 ms, one slide 0.96 / 0.95 / 1.10x (fourteenth
+pass)."""
 COMPILE_MODE_CUDA = "reduce-overhead"
 """torch.compile's mode on CUDA: Inductor's kernels replayed as one CUDA graph a batch. Each torch call
 releases the GIL and takes it back, and while reader lanes run the loop waits for it every time; one replay
@@ -58,7 +62,7 @@ def encode_patches(
     Batches are normalised on `device` (x / 255 − mean) / std, fed channels-last to CNNs, and with
     `compile_model` through torch.compile (the last batch padded to the first one's size, so one graph;
     on CUDA in COMPILE_MODE_CUDA). On CUDA at most MAX_BATCHES_IN_FLIGHT batches are queued ahead of the GPU,
-    and an eager encoder runs on a stream of its own (OWN_STREAM_EAGER).
+    and an eager encoder (a CapturedEncoder too) runs on a stream of its own (OWN_STREAM_EAGER).
     """
     with _encoder_stream(device, compile_model):
         return _encode(model, spec, batches, n_patches, device, compile_model, label)
@@ -86,7 +90,8 @@ def _encode(
     in_flight: collections.deque = collections.deque()
     start, waited = time.perf_counter(), 0.0
     batch_iterator = iter(batches)
-    with torch.inference_mode(), _autocast(spec, device), _gil_switch_interval(device, compile_model):
+    replays_graphs = graphed or isinstance(model, CapturedEncoder)
+    with torch.inference_mode(), _autocast(spec, device), _gil_switch_interval(device, replays_graphs):
         while True:
             asked = time.perf_counter()
             next_batch = next(batch_iterator, None)
@@ -144,12 +149,12 @@ def _encoder_stream(device: torch.device, compiled: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _gil_switch_interval(device: torch.device, compiled: bool) -> Iterator[None]:
+def _gil_switch_interval(device: torch.device, graphed: bool) -> Iterator[None]:
     """Python's GIL switch interval set on CUDA while the block runs: GIL_SWITCH_INTERVAL, or
-    GIL_SWITCH_INTERVAL_COMPILED for a `compiled` encoder."""
+    GIL_SWITCH_INTERVAL_GRAPHED for a `graphed` encoder (one replaying a CUDA graph a batch)."""
     previous = sys.getswitchinterval()
     if device.type == "cuda":
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_COMPILED if compiled else GIL_SWITCH_INTERVAL)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_GRAPHED if graphed else GIL_SWITCH_INTERVAL)
     try:
         yield
     finally:

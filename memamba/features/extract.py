@@ -175,11 +175,12 @@ def extract_slides(
             from memamba.features.tile_lanes import start_lanes_early
 
             start_lanes_early(torch_device, threads or cpu_threads_available())
-    job_encoder = _JobEncoder(spec, weights, allow_random_weights)
+    job_encoder = _JobEncoder(spec, weights, allow_random_weights, torch_device, batch_size, compile_model)
+    graphed = torch_device.type == "cuda" and (compile_model or job_encoder.replays_graphs())
     reading = {"batch_size": batch_size, "num_workers": num_workers, "threads": threads}
 
     def open_job(job: SlideJob) -> _OpenedSlide:
-        return _open_slide(job, spec, torch_device, reader, compiled_encoder=compile_model, **reading)
+        return _open_slide(job, spec, torch_device, reader, graphed_encoder=graphed, **reading)
 
     on_device = (lambda: torch.cuda.device(torch_device)) if torch_device.type == "cuda" else contextlib.nullcontext
     results = []
@@ -203,17 +204,39 @@ def extract_slides(
 
 
 class _JobEncoder:
-    """A job's encoder, built (and its weights hashed) once, at the first slide with patches to encode."""
+    """A job's encoder, built (and its weights hashed) once, at the first slide with patches to encode (on
+    CUDA at the job's start, see `replays_graphs`). On CUDA without torch.compile it runs as `cuda_encoder`
+    makes it for batches of `batch_size`."""
 
-    def __init__(self, spec: EncoderSpec, weights: Path | str | None, allow_random_weights: bool) -> None:
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        weights: Path | str | None,
+        allow_random_weights: bool,
+        device: torch.device,
+        batch_size: int,
+        compile_model: bool,
+    ) -> None:
         self.spec, self.weights, self.allow_random_weights = spec, weights, allow_random_weights
+        self.device, self.batch_size, self.compile_model = device, batch_size, compile_model
         self._model: torch.nn.Module | None = None
         self._digest: str | None = None
 
     def model(self) -> torch.nn.Module:
         if self._model is None:
-            self._model, self._digest = build_encoder(self.spec, self.weights, self.allow_random_weights)
+            from memamba.features.captured_encoder import cuda_encoder
+
+            built, self._digest = build_encoder(self.spec, self.weights, self.allow_random_weights)
+            as_built = self.device.type != "cuda" or self.compile_model
+            self._model = built if as_built else cuda_encoder(built, self.spec, self.device, self.batch_size)
         return self._model
+
+    def replays_graphs(self) -> bool:
+        """Whether the encoder is a CapturedEncoder (built now: on CUDA it is captured before any slide's
+        reader decodes on the GPU, as capturing forbids device-wide synchronisation meanwhile)."""
+        from memamba.features.captured_encoder import CapturedEncoder
+
+        return isinstance(self.model(), CapturedEncoder)
 
     @property
     def digest(self) -> str:
@@ -263,7 +286,7 @@ def _open_slide(
     batch_size: int,
     num_workers: int,
     threads: int | None,
-    compiled_encoder: bool,
+    graphed_encoder: bool,
 ) -> _OpenedSlide:
     """Read a job's coords and plan its slide's reader (see `extract_features`); bad input raises InputError."""
     grid = read_patch_grid(job.coords)
@@ -274,7 +297,7 @@ def _open_slide(
     _check_slide_opens(job.slide)
     dataset = SlidePatchDataset(job.slide, grid.coords, grid.patch_size_level0, grid.patch_size, spec.input_size)
     used_reader, batches, order = patch_batches(
-        reader, dataset, device, batch_size, num_workers, threads, compiled_encoder=compiled_encoder
+        reader, dataset, device, batch_size, num_workers, threads, graphed_encoder=graphed_encoder
     )
     opened = _OpenedSlide(job, grid, dataset, used_reader, batches, order)
     if isinstance(batches, LaneBatches):
@@ -328,12 +351,12 @@ def patch_batches(
     batch_size: int,
     num_workers: int,
     threads: int | None = None,
-    compiled_encoder: bool = False,
+    graphed_encoder: bool = False,
 ) -> tuple[str, Iterator[Batch], np.ndarray]:
     """(reader used, batches of `dataset`'s patches, the order int64 [N] of dataset rows in which the
     batches deliver them) for the `reader` choice (see `extract_features`): the OpenSlide reader keeps
-    the coords' order, the tiles reader takes compact blocks (`reading_order`). A `compiled_encoder`
-    (torch.compile) leaves the GPU room for more nvJPEG lanes (see `plan_lanes`)."""
+    the coords' order, the tiles reader takes compact blocks (`reading_order`). A `graphed_encoder` (one
+    replaying a CUDA graph a batch) leaves the GIL to more nvJPEG lanes (see `plan_lanes`)."""
     from memamba.features.jpeg_decoders import cpu_threads_available
     from memamba.features.jpeg_tiles import UnsupportedSlide
     from memamba.features.tile_lanes import plan_lanes
@@ -343,7 +366,7 @@ def patch_batches(
         return "openslide", openslide_batches(dataset, device, batch_size, num_workers), listed
     geometry = (dataset.coords, dataset.patch_size_level0, dataset.read_size, dataset.output_size, device)
     try:
-        lanes = plan_lanes(dataset.slide_path, *geometry, threads or cpu_threads_available(), compiled_encoder)
+        lanes = plan_lanes(dataset.slide_path, *geometry, threads or cpu_threads_available(), graphed_encoder)
     except UnsupportedSlide as reason:
         if reader == "tiles":
             raise InputError(

@@ -25,21 +25,22 @@ from memamba.features.tile_reader import TilePatchReader
 logger = logging.getLogger(__name__)
 
 GPU_LANES = 1
-"""nvJPEG lanes beside CPU lanes for an eager encoder: a second one makes the reader alone faster but
-costs the encoder's process a thread contending for the GIL; end to end it lost (H200, round robin,
-resnet50_trunc: 1 lane and 3 CPU lanes 7.3k against 2 and 3: 6.9k; benchmarks/RESULTS.md, seventh
-pass)."""
-GPU_LANES_COMPILED = 2
-"""nvJPEG lanes beside CPU lanes for a torch.compile'd encoder, whose loop launches fewer kernels and
-whose batches take a third less GPU time: there the second lane gains (H200, round robin ×6: 8.2k
-against 7.8k patches/s, ahead in every round; benchmarks/RESULTS.md, seventh pass)."""
-GPU_BATCHES_A_READ_COMPILED = 2
+"""nvJPEG lanes beside CPU lanes for an encoder run layer by layer: a second one makes the reader alone
+faster but costs the encoder's process a thread contending for the GIL, which that encoder's loop takes
+back once per layer; end to end it lost (H200, round robin, resnet50_trunc: 1 lane and 3 CPU lanes 7.3k
+against 2 and 3: 6.9k; benchmarks/RESULTS.md, seventh pass)."""
+GPU_LANES_GRAPHED = 2
+"""nvJPEG lanes beside CPU lanes for a `graphed_encoder`, one replaying a CUDA graph a batch
+(torch.compile on CUDA, or memamba.features.captured_encoder), whose loop takes the GIL back a few times
+a batch: there the second lane gains (H200, round robin ×6: 8.2k against 7.8k patches/s, ahead in every
+round; benchmarks/RESULTS.md, seventh pass)."""
+GPU_BATCHES_A_READ_GRAPHED = 2
 """Encoder batches an nvJPEG lane reads at once (one nvJPEG call for all their tiles) beside CPU lanes and
-a torch.compile'd encoder. Beside that encoder's CUDA graphs nvJPEG's call takes about 15 ms more than
+a `graphed_encoder`. Beside a compiled encoder's CUDA graphs nvJPEG's call takes about 15 ms more than
 alone, whatever its size (512 tiles 38 ms, 1,024 tiles 57-61 ms), so larger calls pay it less often.
 Round robins x3 on two H200s: jobs of 6 slides 1.03 / 1.05 / 1.06x and 1.03 / 0.96 / 1.03x, one slide
-within the noise (0.93-1.07x); with an eager encoder 0.97-0.99x, so eager lanes read one batch at once
-(benchmarks/RESULTS.md, thirteenth pass)."""
+within the noise (0.93-1.07x); with an encoder run layer by layer 0.97-0.99x, so its lanes read one batch
+at once (benchmarks/RESULTS.md, thirteenth pass)."""
 GPU_LANES_ALONE = 2
 """nvJPEG lanes where no CPU lanes decode beside them: the second one overlaps file reads, assembly and
 resizing with the first one's decoding."""
@@ -84,13 +85,13 @@ def plan_lanes(
     output_size: int,
     device: torch.device,
     threads: int,
-    compiled_encoder: bool = False,
+    graphed_encoder: bool = False,
 ) -> list[TilePatchReader]:
     """Readers ("lanes") of one slide for `tile_batches`, using up to `threads` CPU threads in all.
 
     CPU: CPU_LANES libjpeg lanes sharing `threads` decode threads, with libjpeg's default upsampling
-    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes (GPU_LANES_COMPILED for a `compiled_encoder`, each
-    reading GPU_BATCHES_A_READ_COMPILED batches at once) and CPU lanes on `threads` − THREADS_KEPT decode
+    (as OpenSlide). CUDA: GPU_LANES nvJPEG lanes (GPU_LANES_GRAPHED for a `graphed_encoder`, each
+    reading GPU_BATCHES_A_READ_GRAPHED batches at once) and CPU lanes on `threads` − THREADS_KEPT decode
     processes with libjpeg's replicating upsampling where that decodes sample tiles exactly as nvJPEG;
     GPU_LANES_ALONE nvJPEG lanes where it does not, where no threads are left for libjpeg, or on a slide of
     at most SMALL_SLIDE_PATCHES patches; CPU lanes alone (default upsampling) where nvJPEG decodes the
@@ -109,7 +110,7 @@ def plan_lanes(
     cpu_threads = threads - THREADS_KEPT
     small = len(coords) <= SMALL_SLIDE_PATCHES
     beside = agreement == "exact" and cpu_threads > 0 and not small
-    gpu_lanes = (GPU_LANES_COMPILED if compiled_encoder else GPU_LANES) if beside else GPU_LANES_ALONE
+    gpu_lanes = (GPU_LANES_GRAPHED if graphed_encoder else GPU_LANES) if beside else GPU_LANES_ALONE
     lanes = [probe] + [
         TilePatchReader(pyramid.reopened(), *geometry, decoder=gpu_decoder(device)) for _ in range(gpu_lanes - 1)
     ]
@@ -119,9 +120,9 @@ def plan_lanes(
         logger.info("%s: nvJPEG lanes only for its %d patches (a small slide)", slide_path.name, len(coords))
     if not beside:
         return lanes
-    if compiled_encoder:
+    if graphed_encoder:
         for lane in lanes:
-            lane.batches_a_read = GPU_BATCHES_A_READ_COMPILED
+            lane.batches_a_read = GPU_BATCHES_A_READ_GRAPHED
     logger.info("%s: %d nvJPEG lanes, libjpeg on %d CPU cores beside them", slide_path.name, len(lanes), cpu_threads)
     return lanes + _cpu_lanes(pyramid, geometry, cpu_threads, "replicate")
 
