@@ -2,8 +2,10 @@
 
 Measures, on one GPU machine and in one process (patches/s unless stated):
 (a) model-only ceilings: random uint8 batches already on the GPU, normalised and encoded (bf16 autocast,
-    channels_last for CNNs); on CUDA also resnet50_trunc through torch.compile at its end-to-end batch
-    (one graph), and with --compile the other encoders too;
+    channels_last for CNNs) as a features job runs the encoder (`job_encoder`: on CUDA a CNN as cuDNN's
+    fused kernels replayed as one CUDA graph a batch) and, where that differs, as built; on CUDA also
+    resnet50_trunc through torch.compile at its end-to-end batch (one graph), and with --compile the other
+    encoders too;
 (b) reader ceilings: OpenSlide `SlidePatchDataset` on all CPU cores (no model); raw-tile read + JPEG
     decode by libjpeg on the CPU (tiles/s, one thread, all cores as threads, all cores as decode
     processes), by nvJPEG on the GPU (tiles/s, 1-2 threads), and by both at once (nvJPEG from 1-2
@@ -524,11 +526,17 @@ def lanes_settings(
     ordered: bool = True,
 ) -> Iterator[None]:
     """memamba's tiles-reader settings changed for a measurement (libjpeg lanes in decode processes or
-    threads, GIL switch interval in s, sleeping or busy-polling CUDA waits, nvJPEG's batched call or
-    torchvision's, the banded reading order or the coords' own), restored afterwards."""
-    saved = tile_lanes.DECODE_PROCESSES, encoding.GIL_SWITCH_INTERVAL, cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG
+    threads, GIL switch interval in s while an encoder replaying CUDA graphs runs, sleeping or busy-polling
+    CUDA waits, nvJPEG's batched call or torchvision's, the banded reading order or the coords' own),
+    restored afterwards."""
+    saved = (
+        tile_lanes.DECODE_PROCESSES,
+        encoding.GIL_SWITCH_INTERVAL_GRAPHED,
+        cuda_waits.BLOCKING,
+        tile_lanes.BATCHED_NVJPEG,
+    )
     tile_lanes.DECODE_PROCESSES = saved[0] if processes is None else processes
-    encoding.GIL_SWITCH_INTERVAL = saved[1] if switch is None else switch
+    encoding.GIL_SWITCH_INTERVAL_GRAPHED = saved[1] if switch is None else switch
     cuda_waits.BLOCKING = saved[2] if blocking is None else blocking
     tile_lanes.BATCHED_NVJPEG = saved[3] if batched is None else batched
     order = extract.reading_order
@@ -537,7 +545,7 @@ def lanes_settings(
     try:
         yield
     finally:
-        tile_lanes.DECODE_PROCESSES, encoding.GIL_SWITCH_INTERVAL = saved[:2]
+        tile_lanes.DECODE_PROCESSES, encoding.GIL_SWITCH_INTERVAL_GRAPHED = saved[:2]
         cuda_waits.BLOCKING, tile_lanes.BATCHED_NVJPEG = saved[2:]
         extract.reading_order = order
 
@@ -545,14 +553,15 @@ def lanes_settings(
 def lanes_sweep(slide: Path, coords: np.ndarray, device: torch.device, cores: int, add: Callable) -> None:
     """resnet50_trunc end to end with one setting other than the defaults: nvJPEG through torchvision
     instead of its batched call; libjpeg lanes in threads of the encoder's process instead of decode
-    processes; two more decode processes than the job's threads allow; Python's default GIL switch
-    interval; CUDA's busy-polling waits; batches of 256 and 512."""
+    processes; two more decode processes than the job's threads allow; a GIL switch interval of 0.5 ms
+    (an encoder run layer by layer's) for its encoder replaying CUDA graphs; CUDA's busy-polling waits;
+    batches of 256 and 512."""
     batch = MODEL_BATCH["resnet50_trunc"]
     variants = (
         ("nvJPEG through torchvision's decode_jpeg", {"batched": False}, cores, batch),
         ("libjpeg lanes in threads, not processes", {"processes": False}, cores, batch),
         ("2 decode processes more", {}, cores + 2, batch),
-        ("GIL switch interval 5 ms", {"switch": 5e-3}, cores, batch),
+        ("GIL switch interval 0.5 ms", {"switch": 5e-4}, cores, batch),
         ("busy-polling CUDA waits", {"blocking": False}, cores, batch),
         ("batches of 256", {}, cores, 256),
         ("batches of 512", {}, cores, 512),
