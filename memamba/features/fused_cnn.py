@@ -3,13 +3,12 @@
 In eval mode a BatchNorm after a convolution is an affine map per channel, so it folds into the
 convolution's weights and bias. cuDNN then runs convolution + bias + ReLU, and convolution + bias +
 residual + ReLU, as one kernel each, where the model as built runs three or four (the convolution, then
-memory-bound BatchNorm, addition and ReLU passes). The rewritten graph is captured once as a CUDA graph,
-so the encoder's loop takes the GIL back a few times a batch instead of once per layer, while the tiles
-reader's threads run Python. resnet50_trunc on an H200, bf16, model only: 27.3k img/s against 15.0k as
+memory-bound BatchNorm, addition and ReLU passes). memamba.features.captured_encoder captures the result
+as one CUDA graph. resnet50_trunc on an H200, bf16, model only, so captured: 27.3k img/s against 15.0k as
 built and 21.6k through torch.compile (benchmarks/RESULTS.md, fourteenth pass).
 
-A rewrite is kept only where its outputs match the model's on a random batch (relative error at most
-MATCH_TOLERANCE); other models run as they are.
+A job keeps a rewrite only where its outputs match the model's on a random batch (relative error at most
+MATCH_TOLERANCE, checked by captured_encoder); other models run as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ MATCH_TOLERANCE = {torch.bfloat16: 3e-2, torch.float16: 1e-2, torch.float32: 1e-
 """Largest relative error (L2) of the rewritten model's features against the model's (under autocast in
 the same precision) on a random batch. bf16 autocast itself is about 5e-3 from float32 for resnet50_trunc."""
 _ADDITIONS = (operator.add, operator.iadd, torch.add)
+Folded = dict[torch.fx.Node, tuple[torch.Tensor, torch.Tensor]]
+"""Conv2d nodes whose BatchNorm was folded away: their (weight, bias), float32."""
 
 
 def conv_bias_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *geometry: object) -> torch.Tensor:
@@ -105,10 +106,6 @@ def _drop_identities(graph_module: torch.fx.GraphModule) -> None:
         if _module(graph_module, node, nn.Identity) is not None:
             node.replace_all_uses_with(node.args[0])
             graph_module.graph.erase_node(node)
-
-
-Folded = dict[torch.fx.Node, tuple[torch.Tensor, torch.Tensor]]
-"""Conv2d nodes whose BatchNorm was folded away: their (weight, bias), float32."""
 
 
 def _call_fused_convolutions(graph_module: torch.fx.GraphModule, folded: Folded, dtype: torch.dtype) -> int:
