@@ -164,3 +164,17 @@ def test_a_cuda_job_with_the_fused_encoder_gives_the_features_of_the_model_as_bu
         runs[fused] = read_features(out)[0]
     assert runs[True].shape == runs[False].shape == (len(TISSUE_COORDS), 1024)
     assert np.corrcoef(runs[True].ravel(), runs[False].ravel())[0, 1] > 0.999
+
+
+@needs_cuda
+def test_a_cuda_job_builds_its_encoder_first_so_a_bad_weights_file_fails_it_writing_nothing(tmp_path: Path) -> None:
+    from memamba.errors import InputError
+    from memamba.features.extract import SlideJob, extract_slides
+
+    coords = write_coords(tmp_path / "coords.h5", TISSUE_COORDS)
+    weights = tmp_path / "broken.safetensors"
+    weights.write_bytes(b"not a safetensors file")
+    jobs = [SlideJob(CMU, coords, tmp_path / f"slide{index}.h5") for index in range(2)]
+    with pytest.raises(InputError, match=r"broken\.safetensors"):
+        extract_slides(jobs, weights=weights, device="cuda", batch_size=4)
+    assert not any(job.output.exists() for job in jobs)
