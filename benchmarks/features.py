@@ -12,8 +12,8 @@ Measures, on one GPU machine and in one process (patches/s unless stated):
     threads beside libjpeg on the cores the tiles reader gives it, in threads or decode processes); the
     decode ceiling in patches/s (the fastest of these / tiles per patch; end-to-end rows are also given
     against nvJPEG alone, the fastest of its rows); and memamba's tiles reader alone
-    (bytes, decode, assembly, resize; no model), with libjpeg lanes in decode processes or threads and
-    without libjpeg lanes;
+    (bytes, decode, assembly, resize; no model; planned as for resnet50_trunc's jobs), with libjpeg lanes
+    in decode processes or threads and without libjpeg lanes;
 (c) end to end (`encode_patches` over memamba's `patch_batches` for each reader configuration, worker
     start-up included; decode processes stay up between passes, as within a job) for resnet50_trunc and
     vit_large_patch16_224 on a synthetic 40× Aperio SVS with 256-px JPEG tiles and on the real

@@ -51,8 +51,9 @@ def fused_graph(model: nn.Module, dtype: torch.dtype) -> torch.fx.GraphModule | 
     BatchNorm2d that is a Conv2d's only user folded into it, Identity layers dropped, and each zero-padded
     Conv2d called as `conv_bias_relu` (its only user a ReLU), `conv_bias_add_relu` (its only user an
     addition whose only user is a ReLU) or `torch.conv2d`, on weights in `dtype` (NHWC). None where
-    nothing is fused or FX cannot trace the model."""
-    if model.training:
+    nothing is fused, the model has no BatchNorm2d or ReLU layer (a transformer is not even copied), or FX
+    cannot trace it."""
+    if model.training or not any(isinstance(module, (nn.BatchNorm2d, nn.ReLU)) for module in model.modules()):
         return None
     try:
         graph_module = torch.fx.symbolic_trace(copy.deepcopy(model))
