@@ -150,6 +150,16 @@ def test_a_model_without_batch_norm_runs_as_built_on_cuda() -> None:
 
 
 @needs_cuda
+def test_where_cudnns_fused_kernels_fail_the_model_runs_as_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args: object) -> float:
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")
+
+    monkeypatch.setattr(captured_encoder, "_relative_error", failing)
+    model = resnet_with_statistics()
+    assert cuda_encoder(model, get_encoder_spec("resnet50_trunc"), torch.device("cuda"), 4) is model
+
+
+@needs_cuda
 def test_a_cuda_job_with_the_fused_encoder_gives_the_features_of_the_model_as_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

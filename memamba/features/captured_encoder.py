@@ -22,7 +22,7 @@ end to end (benchmarks/RESULTS.md, fourteenth pass)."""
 
 def cuda_encoder(model: nn.Module, spec: EncoderSpec, device: torch.device, batch_size: int) -> nn.Module:
     """`model` as a CUDA job should run it, for batches of up to `batch_size`: a `CapturedEncoder` of its
-    `fused_graph` where that exists and matches the model's features (FUSED_CNN), else `model` itself.
+    `fused_graph` where that exists, runs and matches the model's features (FUSED_CNN), else `model` itself.
     Call it before any thread decodes on the GPU: capturing forbids device-wide synchronisation meanwhile."""
     if device.type != "cuda" or not FUSED_CNN or spec.precision not in ("bfloat16", "float16", "float32"):
         return model
@@ -32,7 +32,11 @@ def cuda_encoder(model: nn.Module, spec: EncoderSpec, device: torch.device, batc
     graph = fused_graph(model, dtype)
     if graph is None:
         return model
-    error = _relative_error(model, graph, spec, device, dtype, memory_format)
+    try:
+        error = _relative_error(model, graph, spec, device, dtype, memory_format)
+    except RuntimeError as failure:  # a cuDNN without these fused kernels for this precision or card
+        logger.warning("%s: cuDNN's fused kernels failed (%s): running the model as built", spec.name, failure)
+        return model
     if not error <= MATCH_TOLERANCE[dtype]:
         logger.warning("%s: the fused rewrite is off by %.3g (relative): running the model as built", spec.name, error)
         return model
