@@ -209,8 +209,7 @@ def encoder(name: str) -> torch.nn.Module:
 def job_encoder(name: str, device: torch.device, batch_size: int) -> torch.nn.Module:
     """The encoder `name` as an eager features job runs it on `device` for batches of `batch_size` (on CUDA
     `cuda_encoder`: a CNN as cuDNN's fused kernels, one CUDA graph a batch), made once per run."""
-    model = encoder(name)
-    return cuda_encoder(model, get_encoder_spec(name), device, batch_size) if device.type == "cuda" else model
+    return cuda_encoder(encoder(name), get_encoder_spec(name), device, batch_size)
 
 
 def model_pass(

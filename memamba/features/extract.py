@@ -227,8 +227,8 @@ class _JobEncoder:
             from memamba.features.captured_encoder import cuda_encoder
 
             built, self._digest = build_encoder(self.spec, self.weights, self.allow_random_weights)
-            as_built = self.device.type != "cuda" or self.compile_model
-            self._model = built if as_built else cuda_encoder(built, self.spec, self.device, self.batch_size)
+            compiled = self.compile_model  # torch.compile takes the model as built
+            self._model = built if compiled else cuda_encoder(built, self.spec, self.device, self.batch_size)
         return self._model
 
     def replays_graphs(self) -> bool:
