@@ -57,6 +57,7 @@ from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.encoding import encode_patches
 from memamba.features.extract import patch_batches
+from memamba.features.hardware_queues import widen_hardware_queues
 from memamba.features.jpeg_decoders import LibjpegDecoder, NvjpegDecoder, TileDecoder
 from memamba.features.jpeg_tiles import JpegTiffPyramid
 from memamba.features.registry import build_encoder, get_encoder_spec
@@ -643,6 +644,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run)")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=ENCODERS)
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        widen_hardware_queues()  # as a features job does, before CUDA starts
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     rows: list[tuple[str, str, float, str]] = []

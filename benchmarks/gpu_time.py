@@ -38,6 +38,7 @@ from benchmarks.features import (
     reader_pass,
     write_synthetic_svs,
 )
+from memamba.features.hardware_queues import widen_hardware_queues
 
 ENCODER = "resnet50_trunc"
 GPU_WORK = ("kernel", "gpu_memcpy", "gpu_memset")
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--slide-size", type=int, default=40000, help="side of the synthetic 40x slide (px)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args()
+    widen_hardware_queues()  # as a features job does, before CUDA starts
     device = torch.device("cuda", 0)
     torch.backends.cudnn.benchmark = True
     batch, ceiling_batch = MODEL_BATCH[ENCODER], CEILING_BATCH[ENCODER]

@@ -18,6 +18,7 @@ from memamba.features.batches import Batch, LaneBatches, openslide_batches, read
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.encoding import encode_patches
 from memamba.features.features_h5 import write_features
+from memamba.features.hardware_queues import widen_hardware_queues
 from memamba.features.registry import (
     PRETRAINED,
     RANDOM_WEIGHTS,
@@ -157,6 +158,7 @@ def extract_slides(
     With `record_failures`, a slide whose input is bad (coords or slide file) gets an empty features file
     whose status is "failed: " and the one-line error, which the cohort skips, and the next slide goes
     on; otherwise the InputError is raised. Settings that are bad for every slide raise at once.
+    A CUDA job asks CUDA for more hardware queues first (memamba.features.hardware_queues).
     """
     weights = None if weights is None else weights if weights == PRETRAINED else Path(weights)
     spec = get_encoder_spec(encoder)
@@ -167,6 +169,8 @@ def extract_slides(
         raise InputError(f"threads {threads}: use --threads ≥ 1")
     if reader not in READERS:
         raise InputError(f"unknown reader {reader!r}: pass --reader {', '.join(READERS)}")
+    if str(device).startswith("cuda"):
+        widen_hardware_queues()  # before CUDA starts in this process, which _resolve_device may do
     torch_device = _resolve_device(device)
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)
