@@ -25,10 +25,12 @@ def test_unset_variable_is_set_to_the_largest_queue_count(monkeypatch) -> None:
     assert os.environ[VARIABLE] == str(QUEUES) == "32"
 
 
-def test_a_users_setting_is_kept(monkeypatch) -> None:
+def test_a_users_setting_is_kept_and_logged(monkeypatch, caplog) -> None:
     monkeypatch.setenv(VARIABLE, "8")
-    assert widen_hardware_queues() is False
+    with caplog.at_level(logging.INFO, logger="memamba.features.hardware_queues"):
+        assert widen_hardware_queues() is False
     assert os.environ[VARIABLE] == "8"
+    assert any(f"{VARIABLE}=8" in record.getMessage() for record in caplog.records)
     monkeypatch.setenv(VARIABLE, "32")
     assert widen_hardware_queues() is True
 

@@ -31,7 +31,10 @@ def widen_hardware_queues() -> bool:
     user's setting is kept) or the CUDA driver has started in this process (a warning says so). Returns
     whether this process runs with QUEUES queues."""
     if VARIABLE in os.environ:
-        return os.environ[VARIABLE].strip() == str(QUEUES)
+        kept = os.environ[VARIABLE].strip()
+        if kept != str(QUEUES):
+            logger.info("%s=%s from the environment is kept (memamba would ask for %d)", VARIABLE, kept, QUEUES)
+        return kept == str(QUEUES)
     if driver_started():
         logger.warning(
             "CUDA started before memamba could set %s=%d: nvJPEG's decoding may wait behind the encoder's "
