@@ -52,7 +52,7 @@ import torch
 
 from memamba.features import cuda_waits, encoding, extract, tile_lanes
 from memamba.features.batches import lane_stream, openslide_batches, reading_order
-from memamba.features.captured_encoder import CapturedEncoder, cuda_encoder
+from memamba.features.captured_encoder import cuda_encoder, replays_cuda_graphs
 from memamba.features.dataset import SlidePatchDataset
 from memamba.features.decode_processes import ProcessLibjpegDecoder
 from memamba.features.encoding import encode_patches
@@ -420,7 +420,7 @@ def end_to_end_pass(
     or `compiled` (torch.compile); worker start-up included."""
     spec = get_encoder_spec(name)
     model = encoder(name) if compiled else job_encoder(name, device, batch_size)
-    graphed = device.type == "cuda" and (compiled or isinstance(model, CapturedEncoder))
+    graphed = replays_cuda_graphs(model, compiled, device)
 
     def work() -> int:
         batches = reader_batches(slide, coords, device, config, batch_size, spec.input_size, graphed, patch_level0)

@@ -65,7 +65,7 @@ class CapturedEncoder(nn.Module):
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         self.cuda_graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), self._autocast(), torch.cuda.stream(stream):
+        with torch.inference_mode(), _autocast(self.dtype), torch.cuda.stream(stream):
             for _ in range(2):  # cuDNN chooses its algorithms and allocates its workspace outside the capture
                 graph(self.static_input)
             with torch.cuda.graph(self.cuda_graph, stream=stream, capture_error_mode="thread_local"):
@@ -76,16 +76,11 @@ class CapturedEncoder(nn.Module):
         """Features [count, D] of `batch` [count, 3, S, S]."""
         count = len(batch)
         if count > len(self.static_input) or batch.shape[1:] != self.static_input.shape[1:]:
-            with self._autocast():
+            with _autocast(self.dtype):
                 return self.graph(batch)
         self.static_input[:count].copy_(batch)
         self.cuda_graph.replay()
         return self.static_output[:count]
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.dtype, cache_enabled=False)
 
 
 def _relative_error(
@@ -100,9 +95,19 @@ def _relative_error(
     generator = torch.Generator(device=device).manual_seed(0)
     size = spec.input_size
     batch = torch.randn((8, 3, size, size), device=device, generator=generator).contiguous(memory_format=memory_format)
-    autocast = (
-        contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device_type="cuda", dtype=dtype)
-    )
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), _autocast(dtype):
         expected, got = model(batch).float(), graph(batch).float()
     return float((got - expected).norm() / expected.norm().clamp_min(1e-12))
+
+
+def replays_cuda_graphs(model: nn.Module, compiled: bool, device: torch.device) -> bool:
+    """Whether `model` runs on `device` as a CUDA graph replayed a batch: through torch.compile on CUDA
+    (`compiled`; memamba.features.encoding.COMPILE_MODE_CUDA), or as a CapturedEncoder."""
+    return device.type == "cuda" and (compiled or isinstance(model, CapturedEncoder))
+
+
+def _autocast(dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast on CUDA to `dtype`; nothing for float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype, cache_enabled=False)

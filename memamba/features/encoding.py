@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from memamba.features.batches import Batch
-from memamba.features.captured_encoder import CapturedEncoder
+from memamba.features.captured_encoder import replays_cuda_graphs
 from memamba.features.cuda_waits import gpu_event
 from memamba.features.registry import EncoderSpec
 
@@ -90,7 +90,7 @@ def _encode(
     in_flight: collections.deque = collections.deque()
     start, waited = time.perf_counter(), 0.0
     batch_iterator = iter(batches)
-    replays_graphs = graphed or isinstance(model, CapturedEncoder)
+    replays_graphs = replays_cuda_graphs(model, compile_model, device)
     with torch.inference_mode(), _autocast(spec, device), _gil_switch_interval(device, replays_graphs):
         while True:
             asked = time.perf_counter()
