@@ -31,9 +31,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from benchmarks.features import (
+    PATCH_LEVEL0,
+    combined_decode_ceiling,
+    end_to_end,
+    job_encoder,
+    job_of_slides,
+    patch_grid,
+    publish,
+    write_synthetic_svs,
+)
+from memamba.features import tile_lanes
+from memamba.features.batches import lane_stream
+from memamba.features.cuda_waits import gpu_event, wait_for_stream
+from memamba.features.decode_processes import start_decode_processes
+from memamba.features.encoding import MAX_BATCHES_IN_FLIGHT
+from memamba.features.hardware_queues import VARIABLE, widen_hardware_queues
+from memamba.features.jpeg_tiles import JpegTiffPyramid
 
 SETTINGS = ("8", "32 (environment)", "32 (memamba)")
-VARIABLE = "CUDA_DEVICE_MAX_CONNECTIONS"
 TILES_A_CALL = 1024
 CALLS = 5
 
@@ -48,25 +66,7 @@ def environment(setting: str) -> dict[str, str]:
 
 def measure(setting: str, slide: Path) -> dict[str, float]:
     """A setting's measurements, in this process (started with `environment(setting)`)."""
-    import torch
-
-    from memamba.features.hardware_queues import widen_hardware_queues
-
-    widened = widen_hardware_queues()
-    from benchmarks.features import (
-        PATCH_LEVEL0,
-        combined_decode_ceiling,
-        end_to_end,
-        job_encoder,
-        job_of_slides,
-        patch_grid,
-    )
-    from memamba.features import tile_lanes
-    from memamba.features.batches import lane_stream
-    from memamba.features.cuda_waits import gpu_event, wait_for_stream
-    from memamba.features.decode_processes import start_decode_processes
-    from memamba.features.jpeg_tiles import JpegTiffPyramid
-
+    widened = widen_hardware_queues()  # before any CUDA call in this process
     torch.backends.cudnn.benchmark = True
     device = torch.device("cuda", 0)
     torch.cuda.set_device(device)
@@ -95,7 +95,7 @@ def measure(setting: str, slide: Path) -> dict[str, float]:
                 model(batch)
                 in_flight.append(gpu_event())
                 in_flight[-1].record()
-                if len(in_flight) > 2:
+                if len(in_flight) > MAX_BATCHES_IN_FLIGHT:
                     in_flight.pop(0).synchronize()
                 encoded[0] += len(batch)
 
@@ -158,8 +158,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.slide)), flush=True)
         return
-    from benchmarks.features import publish, write_synthetic_svs
-
     results: dict[str, list[dict[str, float]]] = {setting: [] for setting in SETTINGS}
     with tempfile.TemporaryDirectory() as folder:
         slide = Path(folder) / "synthetic_40x.svs"
@@ -170,8 +168,6 @@ def main() -> None:
                 done = subprocess.run(command, env=environment(setting), capture_output=True, text=True, check=True)
                 results[setting].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"round {round_number} {setting}: {results[setting][-1]}", flush=True)
-    import torch
-
     header = f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} cores, torch {torch.__version__}, {args.rounds} rounds"
     publish(header + "\n\n" + table(results), args.out)
 

@@ -36,8 +36,10 @@ a batch: there the second lane gains (H200, round robin ×6: 8.2k against 7.8k p
 round; benchmarks/RESULTS.md, seventh pass)."""
 GPU_BATCHES_A_READ_GRAPHED = 2
 """Encoder batches an nvJPEG lane reads at once (one nvJPEG call for all their tiles) beside CPU lanes and
-a `graphed_encoder`. Beside a compiled encoder's CUDA graphs nvJPEG's call takes about 15 ms more than
-alone, whatever its size (512 tiles 38 ms, 1,024 tiles 57-61 ms), so larger calls pay it less often.
+a `graphed_encoder`. Beside a compiled encoder's CUDA graphs nvJPEG's call took about 15 ms more than
+alone, whatever its size (512 tiles 38 ms, 1,024 tiles 57-61 ms), so larger calls paid it less often. That
+was with CUDA's 8 hardware queues, before memamba.features.hardware_queues; with 32, one batch a call was
+not ahead on jobs (0.90-1.02x; benchmarks/RESULTS.md, fifteenth pass).
 Round robins x3 on two H200s: jobs of 6 slides 1.03 / 1.05 / 1.06x and 1.03 / 0.96 / 1.03x, one slide
 within the noise (0.93-1.07x); with an encoder run layer by layer 0.97-0.99x, so its lanes read one batch
 at once (benchmarks/RESULTS.md, thirteenth pass)."""
